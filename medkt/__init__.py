@@ -1,0 +1,30 @@
+"""medkt: Knowledge Transfer for vision-language models and zero-shot medical segmentation.
+
+The top-level API is imported lazily so that ``import medkt`` stays fast:
+
+* :func:`medkt.create_model` — named models (``medkt models`` lists them);
+* :func:`medkt.from_open_clip`, :func:`medkt.from_hf` — wrap in-memory models;
+* :mod:`medkt.transfer` — inversion + fine-tuning (``medkt transfer``);
+* :func:`medkt.segment` — M2IB → SAM zero-shot segmentation (``medkt segment``);
+* :mod:`medkt.metrics` — DSC / NSD / IoU, classification, retrieval, captioning.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_model": ("medkt.models", "create_model"),
+    "list_models": ("medkt.models", "list_models"),
+    "from_open_clip": ("medkt.models", "from_open_clip"),
+    "from_hf": ("medkt.models", "from_hf"),
+    "segment": ("medkt.segment.api", "segment"),
+    "evaluate": ("medkt.metrics.evaluate", "evaluate"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'medkt' has no attribute '{name}'")

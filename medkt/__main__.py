@@ -1,0 +1,5 @@
+import sys
+
+from medkt.cli.main import main
+
+sys.exit(main())

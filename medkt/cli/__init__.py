@@ -1,0 +1,1 @@
+"""medkt command line: one module per verb in :mod:`medkt.cli.commands`."""

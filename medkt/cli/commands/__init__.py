@@ -1,0 +1,1 @@
+"""CLI verbs; each module: NAME, HELP, add_arguments(parser), run(args) -> int."""

@@ -1,0 +1,94 @@
+"""Build open_clip models from names, tags, ``hf-hub:`` ids, ``local-dir:`` folders or files.
+
+Only open_clip's own factory is used, so the same code path loads real weights and the
+tiny test models (``tiny-clip`` is a JSON config registered with
+``open_clip.add_model_config``).  Network access is decided by :mod:`medkt.models.weights`
+*before* this is called.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from medkt.errors import CheckpointMismatchError, WeightsError
+from medkt.paths import assets_dir
+
+_REGISTERED = False
+
+
+def register_medkt_configs() -> None:
+    """Make medkt's shipped architecture JSONs (``tiny-clip``, ``tiny-coca``...) known to open_clip."""
+    global _REGISTERED
+    if not _REGISTERED:
+        import open_clip
+        open_clip.add_model_config(str(assets_dir() / "model_configs"))
+        _REGISTERED = True
+
+
+def model_config(arch: str) -> dict:
+    import open_clip
+    register_medkt_configs()
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        from medkt.errors import UnknownNameError
+        raise UnknownNameError("open_clip architecture", arch, open_clip.list_models())
+    return cfg
+
+
+def load_open_clip(arch: str, pretrained: str | None = None, *, name: str | None = None,
+                   device: str | torch.device = "cpu", seed: int | None = 0, weights_label: str | None = None):
+    """Create ``arch`` (a model name, ``hf-hub:`` id or ``local-dir:`` folder) and wrap it.
+
+    ``pretrained`` is an open_clip tag, a local checkpoint file, or ``None`` (random init,
+    seeded by ``seed`` so tiny models are reproducible).
+    """
+    import open_clip
+    from medkt.models.open_clip_adapter import from_open_clip
+
+    register_medkt_configs()
+    if pretrained is not None and Path(pretrained).suffix in (".bin", ".pt", ".pth", ".safetensors"):
+        _check_checkpoint_file(arch, Path(pretrained))
+    if seed is not None and pretrained is None and not arch.startswith(("hf-hub:", "local-dir:")):
+        torch.manual_seed(seed)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=pretrained, device=device, weights_only=True)
+    except RuntimeError as e:
+        if "state_dict" in str(e) or "size mismatch" in str(e) or "Missing key" in str(e):
+            raise CheckpointMismatchError(_first_lines(str(e)), path=str(pretrained or arch),
+                                          hint=f"this checkpoint does not belong to architecture '{arch}'") \
+                from None
+        raise
+    tokenizer = open_clip.get_tokenizer(arch)
+    model.eval()
+    label = weights_label or (f"{arch}:{pretrained}" if pretrained else
+                              (arch if arch.startswith(("hf-hub:", "local-dir:")) else f"{arch}:random-init"))
+    return from_open_clip(model, tokenizer, preprocess, name=name or arch, weights=label)
+
+
+def _first_lines(msg: str, n: int = 6) -> str:
+    lines = [ln for ln in msg.splitlines() if ln.strip()]
+    return "checkpoint does not match the model: " + " ".join(lines[:n])[:800]
+
+
+def _check_checkpoint_file(arch: str, path: Path) -> None:
+    if not path.exists():
+        raise WeightsError("checkpoint file not found.", path=str(path), hint="check the --weights path")
+    if path.stat().st_size == 0:
+        raise CheckpointMismatchError("checkpoint file is empty (0 bytes).", path=str(path),
+                                      hint="re-copy or re-download the file")
+
+
+def save_local_dir(model, folder: str | Path, arch: str) -> Path:
+    """Save an :class:`OpenClipModel` as an open_clip ``local-dir:`` folder (safetensors)."""
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = model_config(arch) if not arch.startswith("local-dir:") else None
+    pre = {"size": [model.image_size, model.image_size], "mean": list(model.mean), "std": list(model.std)}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": pre}, indent=2))
+    sd = {k: v.detach().contiguous() for k, v in model.model.state_dict().items()}
+    save_file(sd, str(folder / "open_clip_model.safetensors"))
+    return folder

@@ -34,3 +34,8 @@ register_model(ModelSpec(
     name="tiny-clip", family="open_clip", builder=_build_tiny_open_clip, tiny=True,
     description="tiny random-init open_clip ViT (64 px, 4 layers) for tests and demos",
     source="built offline (medkt/assets/model_configs/tiny-clip.json)", options={"arch": "tiny-clip"}))
+
+
+# ---------------------------------------------------------------------- other families
+# Importing these modules registers their models (SAM, CoCa, HF CLIP, MedCLIP, ViLT).
+from medkt.models import sam as _sam  # noqa: E402,F401

@@ -104,5 +104,16 @@ def test_corrupt_checkpoint_is_reported(tiny, tmp_path):
 def test_real_sam_offline_missing(network_attempts):
     with pytest.raises(WeightsMissingError) as e:
         create_model("medsam")
-    assert "--weights" in str(e.value) and "medkt weights download medsam" in str(e.value)
+    assert "--weights" in str(e.value) and "medsam_vit_b.pth" in str(e.value)
     assert network_attempts == []
+
+
+@pytest.mark.parametrize("arch", ["vit_b", "vit_l", "vit_h"])
+def test_real_architectures_match_segment_anything(arch):
+    """medkt's builder gives the exact keys and shapes of sam_model_registry (so real checkpoints load)."""
+    from segment_anything import sam_model_registry
+    from medkt.models.sam import SAM_ARCHS, build_sam_module
+    with torch.device("meta"):
+        ours = {k: tuple(v.shape) for k, v in build_sam_module(**SAM_ARCHS[arch]).state_dict().items()}
+        ref = {k: tuple(v.shape) for k, v in sam_model_registry[arch]().state_dict().items()}
+    assert ours == ref

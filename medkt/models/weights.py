@@ -9,15 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from medkt.errors import WeightsMissingError
-from medkt.paths import enforce_offline_env, is_offline, weights_dir
+from medkt.paths import enforce_offline_env, hf_cache_dir, is_offline, weights_dir
 
 
 def missing(spec, what: str) -> WeightsMissingError:
+    """The one error for absent weights: what is missing and the two ways to provide it."""
+    manual = next((e for e in spec.files if "manual" in e), None)
+    first = (f"download {manual['filename']} from {manual['manual']} into {weights_dir() / spec.name}"
+             if manual else
+             f"run `medkt weights download {spec.name}` on a connected machine with MEDKT_OFFLINE=0 "
+             + (f"(then copy the Hugging Face cache {hf_cache_dir()} here)" if spec.family in ("open_clip", "coca")
+                else f"(then copy {weights_dir() / spec.name} here)"))
     return WeightsMissingError(
         f"weights for model '{spec.name}' are not available: {what} (source: {spec.source}).",
-        hint=(f"either run `medkt weights download {spec.name}` on a connected machine "
-              f"(then copy {weights_dir() / spec.name} here), or pass a local file/folder "
-              f"with --weights PATH"))
+        hint=f"either {first}, or pass a local file/folder with --weights PATH")
 
 
 def local_weights_folder(spec) -> Path:
@@ -77,7 +82,7 @@ def weights_status(spec) -> str:
     if folder.is_dir() and any(folder.iterdir()):
         return f"present: {folder}"
     arch = spec.options.get("arch", "")
-    if spec.family == "open_clip":
+    if spec.family in ("open_clip", "coca"):
         if arch.startswith("hf-hub:") and _hf_cached(arch[7:], "open_clip_config.json"):
             return "present: Hugging Face cache"
         try:
@@ -90,6 +95,9 @@ def weights_status(spec) -> str:
             if any(_hf_cached(repo_id, f) for f in ("open_clip_model.safetensors",
                                                     "open_clip_pytorch_model.bin")):
                 return "present: Hugging Face cache"
+    for e in spec.files:
+        if "repo" in e and not e.get("tokenizer_only") and _hf_cached(e["repo"], "config.json"):
+            return "present: Hugging Face cache"
     return "missing"
 
 
@@ -207,3 +215,180 @@ def resolve_file(spec, weights: str | None, filename: str | None = None) -> Path
         return Path(download(spec)[0])
     raise missing(spec, f"no {filename or 'checkpoint'} in {folder}"
                         + (" and medkt is offline" if is_offline() else ""))
+
+
+# ---------------------------------------------------------------------- Hugging Face folders
+def hf_local_only(spec, repo: str) -> dict:
+    """``from_pretrained`` keyword arguments: ``local_files_only`` whenever medkt is offline."""
+    enforce_offline_env()
+    return {"local_files_only": True} if is_offline() else {}
+
+
+def resolve_hf_folder(spec, weights: str | None, *, marker: str = "config.json") -> str:
+    """A ``from_pretrained`` source: ``weights`` folder > ``MEDKT_HOME/weights/<name>`` > hub id.
+
+    Offline, the hub id is only returned when its ``marker`` file is in the HF cache;
+    otherwise :class:`WeightsMissingError` (no network access is attempted).
+    """
+    enforce_offline_env()
+    if weights:
+        p = Path(weights).expanduser()
+        if not p.is_dir():
+            from medkt.errors import WeightsError
+            raise WeightsError("expected a folder written by save_pretrained (config.json + weights).",
+                               path=str(p), hint="pass the model folder, not a single file")
+        return str(p)
+    folder = local_weights_folder(spec)
+    if (folder / marker).is_file():
+        return str(folder)
+    repo = spec.options.get("repo")
+    if not repo:
+        raise missing(spec, f"no {marker} in {folder}")
+    if is_offline() and not _hf_cached(repo, marker):
+        raise missing(spec, f"'{repo}' is not in {folder} or the Hugging Face cache and medkt is offline")
+    return repo
+
+
+# ---------------------------------------------------------------------- download / verify
+def _require_online(spec) -> None:
+    from medkt.errors import WeightsError
+    if is_offline():
+        raise WeightsError(f"cannot download '{spec.name}': medkt is offline.",
+                           hint=f"on a connected machine run `MEDKT_OFFLINE=0 medkt weights download {spec.name}`, "
+                                f"or copy the files to {local_weights_folder(spec)} / pass --weights PATH")
+
+
+def _check_sha(path: Path, entry: dict) -> None:
+    from medkt.errors import WeightsError
+    want = entry.get("sha256") or entry.get("sha256_prefix")
+    if want and not sha256_of(path).startswith(want):
+        bad = path.with_suffix(path.suffix + ".corrupt")
+        path.replace(bad)
+        raise WeightsError(f"SHA-256 of the download does not match the published '{want}'.", path=str(bad),
+                           hint="retry the download; the bad file was renamed *.corrupt")
+
+
+def download(spec) -> list[str]:
+    """Fetch ``spec``'s weights (only with ``MEDKT_OFFLINE=0``) → local paths.
+
+    URL files go to ``MEDKT_HOME/weights/<name>/`` (checked against a published SHA-256
+    where one exists); Hugging Face repos and open_clip tags go to the Hugging Face cache.
+    """
+    from medkt.errors import WeightsError
+    if spec.tiny:
+        return []
+    _require_online(spec)
+    out: list[str] = []
+    if spec.family in ("open_clip", "coca"):
+        out += _download_open_clip(spec)
+    for entry in spec.files:
+        if "manual" in entry:
+            raise WeightsError(f"'{spec.name}' has no direct download link.",
+                               hint=f"download {entry['filename']} from {entry['manual']} and put it in "
+                                    f"{local_weights_folder(spec)} (or pass --weights PATH)")
+        if "url" in entry:
+            out.append(str(_download_url(spec, entry)))
+        elif "repo" in entry:  # into MEDKT_HOME/weights/<name>[/tokenizer]: one folder to copy
+            from huggingface_hub import snapshot_download
+            tok = entry.get("tokenizer_only")
+            dest = local_weights_folder(spec) / ("tokenizer" if tok else "")
+            patterns = ["*.json", "*.txt", "*.model"] if tok else \
+                ["*.json", "*.txt", "*.safetensors"] if _has_safetensors(entry["repo"]) else None
+            out.append(snapshot_download(entry["repo"], allow_patterns=patterns, local_dir=str(dest)))
+    return out
+
+
+def _has_safetensors(repo: str) -> bool:
+    from huggingface_hub import list_repo_files
+    return any(f.endswith(".safetensors") for f in list_repo_files(repo))
+
+
+def _download_url(spec, entry: dict) -> Path:
+    import shutil
+    import zipfile
+    from torch.hub import download_url_to_file
+    folder = local_weights_folder(spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    url = entry["url"]
+    target = folder / (Path(url).name if entry.get("unzip") else entry["filename"])
+    tmp = target.with_suffix(target.suffix + ".part")
+    download_url_to_file(url, str(tmp), progress=True)
+    tmp.replace(target)
+    _check_sha(target, entry)
+    if entry.get("unzip"):
+        with zipfile.ZipFile(target) as z:
+            z.extractall(folder)
+        target.unlink()
+        found = sorted(folder.rglob(entry["filename"]))
+        if found and found[0].parent != folder:  # flatten <zip folder>/<file> into the model folder
+            for f in found[0].parent.iterdir():
+                shutil.move(str(f), str(folder / f.name))
+        return folder / entry["filename"]
+    return target
+
+
+def _download_open_clip(spec) -> list[str]:
+    arch, tag = spec.options["arch"], spec.options.get("tag")
+    if arch.startswith("hf-hub:"):
+        import json
+        from huggingface_hub import snapshot_download
+        path = snapshot_download(arch[len("hf-hub:"):])
+        cfg = json.loads((Path(path) / "open_clip_config.json").read_text())
+        text = cfg.get("model_cfg", {}).get("text_cfg", {})
+        extra = [snapshot_download(r, allow_patterns=["*.json", "*.txt"])  # HF text tower config + tokenizer
+                 for r in {text.get("hf_model_name"), text.get("hf_tokenizer_name")} if r]
+        return [path] + extra
+    import open_clip
+    from open_clip.pretrained import download_pretrained
+    return [download_pretrained(open_clip.get_pretrained_cfg(arch, tag))]
+
+
+def _hf_blob_check(path: str) -> str:
+    """Hugging Face cache blobs of LFS files are named by their SHA-256: compare."""
+    blob = Path(path).resolve()
+    name = blob.name
+    if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
+        return "ok (sha256 = Hugging Face LFS oid)" if sha256_of(blob) == name else f"MISMATCH: {blob}"
+    return "present (no published hash)"
+
+
+def verify(spec) -> list[tuple[str, str]]:
+    """``[(file, status)]`` for ``spec``'s local weights; never touches the network."""
+    if spec.tiny:
+        return [("(built in)", "ok (tiny, random init)")]
+    rows: list[tuple[str, str]] = []
+    folder = local_weights_folder(spec)
+    known = {e["filename"]: e for e in spec.files if "filename" in e}
+    if folder.is_dir():
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            entry = known.get(f.name, {})
+            want = entry.get("sha256") or entry.get("sha256_prefix")
+            if want:
+                rows.append((str(f), "ok (sha256)" if sha256_of(f).startswith(want) else
+                             f"MISMATCH: sha256 does not start with published {want}"))
+            elif f.suffix in CHECKPOINT_SUFFIXES:
+                rows.append((str(f), "present (no published hash)"))
+    for repo, fname in _hf_files(spec):
+        hit = _hf_cached(repo, fname)
+        if hit:
+            rows.append((f"{repo}/{fname}", _hf_blob_check(hit)))
+    if not rows:
+        rows.append((spec.name, "missing"))
+    return rows
+
+
+def _hf_files(spec) -> list[tuple[str, str]]:
+    weights = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    repos = [e["repo"] for e in spec.files if "repo" in e and not e.get("tokenizer_only")]
+    arch = spec.options.get("arch", "")
+    if arch.startswith("hf-hub:"):
+        repos.append(arch[len("hf-hub:"):])
+    elif spec.family in ("open_clip", "coca") and arch:
+        try:
+            import open_clip
+            hub = (open_clip.get_pretrained_cfg(arch, spec.options.get("tag")) or {}).get("hf_hub", "")
+        except Exception:  # noqa: BLE001
+            hub = ""
+        if hub:
+            repos.append("/".join(hub.rstrip("/").split("/")[:2]))
+    return [(r, f) for r in repos for f in weights]

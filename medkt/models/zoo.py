@@ -13,7 +13,12 @@ def _build_open_clip(spec: ModelSpec, weights: str | None, device: str):
 
 
 def _build_tiny_open_clip(spec: ModelSpec, weights: str | None, device: str):
+    """Random init (seed 0), or ``weights``: a ``local-dir:`` folder or a checkpoint file."""
+    from pathlib import Path
+
     from medkt.models.open_clip_loader import load_open_clip
+    if weights and Path(weights).is_dir():
+        return load_open_clip(f"local-dir:{weights}", None, name=spec.name, device=device)
     return load_open_clip(spec.options["arch"], weights, name=spec.name, device=device, seed=0)
 
 
@@ -39,3 +44,7 @@ register_model(ModelSpec(
 # ---------------------------------------------------------------------- other families
 # Importing these modules registers their models (SAM, CoCa, HF CLIP, MedCLIP, ViLT).
 from medkt.models import sam as _sam  # noqa: E402,F401
+from medkt.models import coca as _coca  # noqa: E402,F401
+from medkt.models import hf_adapter as _hf_adapter  # noqa: E402,F401
+from medkt.models import medclip as _medclip  # noqa: E402,F401
+from medkt.models import vilt as _vilt  # noqa: E402,F401

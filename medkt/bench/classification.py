@@ -1,0 +1,100 @@
+"""Zero-shot classification pipeline: prompt templates with ensembling, target and reference accuracy.
+
+Dual encoders (CLIP, MedCLIP, BiomedCLIP): each class's text embedding is the mean of its
+normalised template embeddings, renormalised (CLIP's prompt ensembling,
+:func:`medkt.transfer.build_classifier`); an image goes to the class of highest cosine
+similarity.  ITM models (ViLT): every image is scored against every (class, template)
+prompt with the match head and the scores are averaged over templates — the paper's
+"evaluating every possible image-caption pair" (Table 1, footnote *).
+
+Per case: ``label``, ``pred``, ``correct``, ``rank`` (1-based rank of the true class) and
+the true/predicted class scores.  Per set: accuracy, top-k, per-class accuracy, balanced
+accuracy, with a bootstrap CI; on the *target* set, the paper's target accuracy (images of
+the learned concepts only); on the *reference* set, the forgetting check.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from medkt.bench.common import BlockResult, UnitResult, image_batch, itm_scores, scorer_for
+from medkt.bench.datasets import open_dataset
+from medkt.errors import InputError
+
+
+class Worker:
+    """Scores blocks of cases against a fixed label set (text side computed once)."""
+
+    def __init__(self, spec, model):
+        self.model = model.eval()
+        self.spec = spec
+        opts = spec.options
+        self.labels: list[str] = list(opts["labels"])
+        self.templates: list[str] = list(opts["templates"])
+        self.scorer = scorer_for(model, opts.get("scorer", "auto"))
+        self.itm_batch = int(opts.get("itm_batch", 64))
+        self.index = {c: i for i, c in enumerate(self.labels)}
+        if self.scorer == "similarity":
+            from medkt.transfer import build_classifier
+            with torch.no_grad():
+                self.classifier = build_classifier(model, self.labels, self.templates).float()
+        else:
+            self.prompts = [t.format(c) for c in self.labels for t in self.templates]
+
+    def scores(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[B, n_classes]`` scores (cosine similarity, or ITM logits averaged over templates)."""
+        with torch.no_grad():
+            if self.scorer == "similarity":
+                emb = self.model.encode_image(pixels, normalize=True).float()
+                return (emb @ self.classifier.to(emb.device)).cpu()
+            s = itm_scores(self.model, pixels, self.prompts, self.itm_batch)
+            return s.view(s.shape[0], len(self.labels), len(self.templates)).mean(-1)
+
+    def __call__(self, cases) -> BlockResult:
+        ds = open_dataset(self.spec.dataset, cases)
+        for c in cases:
+            if c.label not in self.index:
+                raise InputError(f"case '{c.case_id}' has label '{c.label}', which is not in the label set.")
+        s = self.scores(image_batch(self.model, ds, cases)).numpy().astype(np.float64)
+        rows = []
+        for c, row in zip(cases, s):
+            true = self.index[c.label]
+            pred = int(np.argmax(row))
+            rank = int(1 + np.sum(row > row[true]))
+            rows.append({"case_id": c.case_id, "label": c.label, "pred": self.labels[pred],
+                         "correct": int(pred == true), "rank": rank,
+                         "true_score": float(row[true]), "pred_score": float(row[pred])})
+        return BlockResult(rows=rows)
+
+
+def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
+    """Set-level metrics; ``context``: ``set`` (target | reference), ``target_classes``, ``top_k``, ``seed``."""
+    from medkt.metrics import summarize
+    prefix = context["set"]
+    out: dict = {f"n_{prefix}": len(rows)}
+    if not rows:
+        return UnitResult(rows, out)
+    correct = np.array([r["correct"] for r in rows], dtype=float)
+    ranks = np.array([r["rank"] for r in rows])
+    out[f"{prefix}_all_acc"] = float(correct.mean())
+    for k in context.get("top_k", [1, 5]):
+        if k > 1:
+            out[f"{prefix}_top{k}"] = float((ranks <= k).mean())
+    per_class = {}
+    for label in dict.fromkeys(r["label"] for r in rows):
+        sel = [r["correct"] for r in rows if r["label"] == label]
+        per_class[label] = float(np.mean(sel))
+        if prefix == "target":
+            out[f"acc/{label}"] = per_class[label]
+    out[f"{prefix}_balanced_acc"] = float(np.mean(list(per_class.values())))
+    targets = context.get("target_classes") or []
+    chosen = [r for r in rows if r["label"] in targets] if (prefix == "target" and targets) else rows
+    stats = summarize([{"correct": float(r["correct"])} for r in chosen], ["correct"],
+                      seed=context.get("seed", 0))["correct"] if chosen else None
+    out[f"{prefix}_acc"] = stats["mean"] if stats else math.nan
+    out[f"{prefix}_acc_ci"] = [stats["ci_low"], stats["ci_high"]] if stats else None
+    if prefix == "target":
+        out["n_target_cases"] = len(chosen)
+    return UnitResult(rows, out)

@@ -1,0 +1,77 @@
+"""Zero-shot segmentation pipeline: M2IB saliency → post-processing → SAM (``medkt.segment``).
+
+A worker holds one :class:`medkt.segment.Segmenter` (the CLIP-family model — baseline or
+after KT — and SAM, each loaded once) and segments a block of slices with the group's
+text prompt.  Per case: DSC, NSD, IoU, HD95 and the case type from
+:func:`medkt.metrics.segmentation_scores` (tolerance, units and empty-mask policy from
+the experiment config and stated in the summary); the saliency map and the mask are
+kept for the qualitative overlays (paper Figs. 6–7).  The summary is the per-case mean
+with a bootstrap CI (:func:`medkt.metrics.summarize_segmentation`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from medkt.bench.common import BlockResult, UnitResult
+from medkt.bench.datasets import open_dataset
+from medkt.errors import ConfigError
+
+
+def metric_config(options: dict):
+    from medkt.metrics import SegMetricConfig
+    return SegMetricConfig(nsd_tolerance=float(options.get("nsd_tolerance", 2.0)),
+                           nsd_units=options.get("nsd_units", "px"),
+                           empty_policy=options.get("empty_policy", "default"))
+
+
+class Worker:
+    def __init__(self, spec, model):
+        from medkt.models import create_model
+        from medkt.segment import Segmenter, load_segment_config
+        opts = spec.options
+        self.spec = spec
+        self.prompt = opts.get("prompt")
+        if not self.prompt:
+            raise ConfigError("a segmentation group needs a text 'prompt'.")
+        cfg = load_segment_config(dict(opts.get("config") or {}))
+        cfg.model = spec.model
+        cfg.sam.model = opts.get("sam", cfg.sam.model)
+        cfg.sam.weights = opts.get("sam_weights")
+        if cfg.seed is None:
+            cfg.seed = spec.seed
+        cfg.validate()
+        sam = create_model(cfg.sam.model, weights=cfg.sam.weights, device=spec.device)
+        self.segmenter = Segmenter(cfg, device=spec.device, model=model.eval(), sam_model=sam)
+        self.metric_cfg = metric_config(opts)
+        self.save_maps = bool(opts.get("save_predictions", True))
+
+    def __call__(self, cases) -> BlockResult:
+        from medkt.metrics import segmentation_scores
+        ds = open_dataset(self.spec.dataset, cases)
+        images = [ds.image(c) for c in cases]
+        results = self.segmenter.segment_slices(images, self.prompt, names=[c.case_id for c in cases])
+        rows, maps = [], {}
+        for c, res in zip(cases, results):
+            gt = ds.mask(c)
+            if gt.shape != res.mask.shape:
+                raise ConfigError(f"case {c.case_id}: mask shape {gt.shape} differs from image {res.mask.shape}.")
+            spacing = ds.spacing(c) if self.metric_cfg.nsd_units == "mm" else None
+            scores = segmentation_scores(res.mask, gt, spacing=spacing, config=self.metric_cfg)
+            rows.append({"case_id": c.case_id, "status": "ok", "sam_status": res.status,
+                         **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in scores.items()}})
+            if self.save_maps:
+                maps[c.case_id] = {"saliency": np.round(np.clip(res.saliency, 0, 1) * 255).astype(np.uint8),
+                                   "mask": res.mask.astype(bool)}
+        return BlockResult(rows, case_arrays=maps)
+
+
+def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
+    from medkt.metrics import summarize_segmentation
+    summary = summarize_segmentation(rows, metric_config(context), seed=context.get("seed", 0))
+    metrics: dict = {"n_cases": summary["n_cases"], "case_types": summary.get("case_types", {}),
+                     "conventions": summary["conventions"]}
+    for m, st in summary["metrics"].items():
+        metrics[m] = st["mean"]
+        metrics[f"{m}_ci"] = [st["ci_low"], st["ci_high"]]
+        metrics[f"{m}_sd"] = st["sd"]
+    return UnitResult(rows, metrics)

@@ -1,0 +1,67 @@
+"""``medkt segment INPUT -o OUT --prompt TEXT``: zero-shot M2IB → SAM segmentation.
+
+Calls :func:`medkt.segment.api.segment` with the same options (keywords only).
+"""
+from __future__ import annotations
+
+NAME = "segment"
+HELP = "zero-shot segmentation (M2IB saliency -> SAM) of DICOM / NIfTI / 2-D image inputs"
+DESCRIPTION = """\
+Segment INPUT (a DICOM folder, a NIfTI file or folder, or a folder of 2-D images) for a
+text prompt: M2IB saliency on a CLIP-family model, post-processing to a coarse mask, box /
+point prompts, SAM.  3-D volumes are processed slice by slice (slices batched) and the
+masks are written back in the source geometry.  Per case OUT/<case>/ holds the mask
+(NIfTI, DICOM-SEG or PNG), the float saliency map and an overlay PNG; OUT/ holds
+cases.csv and run.json.  Settings come from --config (a YAML file or a preset name such
+as ct-lung-nodule, breast-us, brain-mri, cxr-pneumothorax, tiny) and --set key=value."""
+ORDER = 20
+
+
+def add_arguments(p):
+    p.add_argument("input", help="DICOM folder, NIfTI file/folder, or folder of 2-D images")
+    p.add_argument("-o", "--output", help="output folder (required unless --dry-run)")
+    p.add_argument("--prompt", help="text prompt, e.g. 'a brain MRI showing a glioma'")
+    p.add_argument("--model", help="CLIP-family model for the saliency map (default: biomedclip)")
+    p.add_argument("--sam", help="SAM model: sam-vit-b, sam-vit-l, sam-vit-h, medsam, tiny-sam")
+    p.add_argument("--modality", help="intensity preparation: ct, mr, us, xr ... (default: from the file)")
+    p.add_argument("--window", help="CT window preset (lung, abdomen, brain, ...) or 'L40,W400'")
+    p.add_argument("--config", help="YAML config file or preset name (configs/segment/NAME.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set m2ib.beta=1 --set prompts.mode=boxes")
+    p.add_argument("--gt", help="ground-truth mask file or folder (matched by case id): adds DSC/NSD/IoU")
+    p.add_argument("--mask-format", choices=["auto", "nifti", "dicom-seg", "png"],
+                   help="mask file format (default auto: like the input)")
+    p.add_argument("--diagnostics", action="store_true",
+                   help="prompt-sensitivity diagnostic: real vs neutral and random prompts, per case")
+    p.add_argument("--seed", type=int, help="noise and point-sampling seed (default from the config)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument("--dry-run", action="store_true", help="list the cases that would be processed and stop")
+    p.add_argument("--resume", action="store_true", help="skip cases finished by an earlier run into OUT")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
+
+
+def run(args) -> int:
+    from medkt.segment.api import segment
+    result = segment(args.input, prompt=args.prompt, output=args.output, config=args.config,
+                     overrides=args.overrides, model=args.model, sam=args.sam, modality=args.modality,
+                     window=args.window, gt=args.gt, mask_format=args.mask_format,
+                     diagnostics=True if args.diagnostics else None, seed=args.seed, device=args.device,
+                     dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite)
+    if args.dry_run:
+        for row in result.table:
+            extra = f"  ({row['problem']})" if row.get("problem") else ""
+            print(f"{row['case_id']}\t{row['kind']}\t{row.get('shape', '')}{extra}")
+        print(f"{len(result.table)} case(s) would be processed.")
+        return 0
+    ok = sum(1 for r in result.table if r.get("status") == "ok")
+    failed = [r for r in result.table if r.get("status") == "failed"]
+    print(f"segmented {ok} case(s) into {result.out_dir}"
+          + (f"; {len(failed)} failed (see run.json):" if failed else ""))
+    for r in failed:
+        print(f"  {r['case_id']}: {r.get('reason', '')}")
+    if result.summary:
+        parts = [f"{k} {v['mean']:.4f}" for k, v in result.summary.items()
+                 if isinstance(v, dict) and "mean" in v and v.get("mean") is not None]
+        if parts:
+            print("mean " + ", ".join(parts))
+    return 1 if failed else 0

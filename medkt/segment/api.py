@@ -1,0 +1,384 @@
+"""``medkt.segment(...)`` — the Python API behind ``medkt segment``.
+
+Inputs: a path (DICOM folder, NIfTI file or folder, folder of 2-D images — discovered
+with :func:`medkt.io.discover_cases`), an in-memory array (``(H, W)``, ``(H, W, 3)`` or a
+``(I, J, K)`` volume), a ``nibabel`` NIfTI image, an :class:`medkt.io.ImageVolume`, or a
+list of those.  3-D volumes are cut into axial display slices (:func:`medkt.io.iter_slices`),
+segmented in batches and reassembled in the source voxel order (:func:`medkt.io.reassemble`),
+so masks and saliency maps have the input's shape and affine.
+
+With ``output`` the run writes, per case, ``OUT/<case_id>/mask.<ext>`` (NIfTI, DICOM-SEG or
+PNG), ``saliency.nii.gz`` / ``saliency.npy`` (float32 in [0, 1]) and ``overlay.png``, plus
+``OUT/cases.csv``, ``OUT/run.json`` (resolved config, models, seeds, timings, failures)
+and, with ``gt``, ``OUT/summary.json``.  Without ``output`` nothing is written and the
+arrays come back in :class:`SegmentResult`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from medkt.errors import ConfigError, InputError
+from medkt.segment.pipeline import SegmentConfig, Segmenter, SliceResult, load_segment_config
+
+log = logging.getLogger("medkt.segment")
+
+_MASK_EXT = {"nifti": "mask.nii.gz", "png": "mask.png", "dicom-seg": "mask.seg.dcm"}
+
+
+@dataclass
+class CaseOutput:
+    """One case.  ``mask`` (uint8 0/1), ``saliency`` (float32 [0, 1]) and ``coarse`` (uint8)
+    have the input's array shape (``(I, J, K)`` or ``(H, W)``); ``volume`` is the source
+    :class:`~medkt.io.ImageVolume` (affine, spacing).  Arrays are ``None`` for cases written
+    to disk unless ``keep_arrays``.  ``slices``: per-slice status rows."""
+
+    case_id: str
+    row: dict
+    mask: np.ndarray | None = None
+    saliency: np.ndarray | None = None
+    coarse: np.ndarray | None = None
+    volume: Any = None
+    slices: list[dict] = field(default_factory=list)
+    sensitivity: list[dict] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_nifti(self):
+        """The mask as a ``nibabel.Nifti1Image`` on the source affine (3-D cases)."""
+        import nibabel as nib
+        if self.mask is None or self.volume is None:
+            raise InputError(f"case {self.case_id}: no mask in memory (run with keep_arrays=True).")
+        return nib.Nifti1Image(self.mask.astype(np.uint8), self.volume.affine)
+
+
+@dataclass
+class SegmentResult:
+    """What :func:`segment` returns: cases, the per-case ``table`` (also ``cases.csv``),
+    the metric ``summary`` (with ``gt``), the ``record`` (``run.json``) and ``out_dir``."""
+
+    cases: list[CaseOutput]
+    table: list[dict]
+    summary: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+    out_dir: Path | None = None
+
+    def __len__(self):
+        return len(self.cases)
+
+    def __iter__(self):
+        return iter(self.cases)
+
+    def __getitem__(self, i):
+        return self.cases[i]
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """Mask of the only case (convenience for single inputs)."""
+        if len(self.cases) != 1:
+            raise InputError(f"{len(self.cases)} cases: use result.cases[i].mask.")
+        return self.cases[0].mask
+
+    @property
+    def saliency(self) -> np.ndarray | None:
+        if len(self.cases) != 1:
+            raise InputError(f"{len(self.cases)} cases: use result.cases[i].saliency.")
+        return self.cases[0].saliency
+
+
+# ---------------------------------------------------------------------- inputs
+def _items(inputs, modality: str | None) -> tuple[list, list[Path]]:
+    """Inputs → list of ``Case`` / ``ImageVolume`` items and the input paths (for output safety)."""
+    from medkt import io as mio
+    if isinstance(inputs, (list, tuple)) and not (len(inputs) and np.isscalar(inputs[0])):
+        items, paths = [], []
+        for i, x in enumerate(inputs):
+            it, ps = _items(x, modality)
+            for v in it:
+                if isinstance(v, mio.ImageVolume) and v.case_id in ("array", "nifti"):
+                    v.case_id = f"{v.case_id}{i}"
+            items += it
+            paths += ps
+        return items, paths
+    if isinstance(inputs, (str, Path)):
+        cases = mio.discover_cases(inputs)
+        if not cases:
+            raise InputError("no images found.", path=str(inputs),
+                             hint="pass a DICOM folder, a NIfTI file/folder or a folder of PNG/JPEG images")
+        return list(cases), [Path(inputs)]
+    if isinstance(inputs, mio.ImageVolume):
+        return [inputs], []
+    if type(inputs).__module__.startswith("nibabel"):
+        return [mio.volume_from_nifti(inputs, modality=modality or "unknown")], []
+    if hasattr(inputs, "detach"):
+        inputs = inputs.detach().cpu().numpy()
+    if isinstance(inputs, np.ndarray):
+        return [mio.volume_from_array(inputs, modality=modality or "unknown")], []
+    raise InputError(f"cannot segment an input of type {type(inputs).__name__}.",
+                     hint="pass a path, a NumPy array, a nibabel image or a medkt.io.ImageVolume")
+
+
+def _case_id(item) -> str:
+    return str(item.case_id)
+
+
+# ---------------------------------------------------------------------- one case
+def _slices(vol, img01) -> tuple[list[tuple[int, np.ndarray]], Any]:
+    from medkt import io as mio
+    if vol.is_2d:
+        return [(0, img01)], None
+    return mio.iter_slices(vol, "axial", array=img01)
+
+
+def _assemble(vol, smap, per_slice: dict[int, np.ndarray]):
+    from medkt import io as mio
+    if smap is None:
+        return per_slice[0]
+    return mio.reassemble(per_slice, smap)
+
+
+def _mask_format(cfg: SegmentConfig, vol) -> str:
+    fmt = cfg.output.mask_format
+    if fmt != "auto":
+        return fmt
+    if vol.is_2d:
+        return "png" if vol.kind == "image2d" else "nifti"
+    if vol.kind == "dicom":
+        try:
+            import highdicom  # noqa: F401
+            return "dicom-seg"
+        except ImportError:
+            return "nifti"
+    return "nifti"
+
+
+class _CaseRunner:
+    """Processes one case: read → intensities → slices → Segmenter → reassemble → write."""
+
+    def __init__(self, seg: Segmenter | None, cfg: SegmentConfig, prompt: str, out_dir: Path | None,
+                 gt_index: dict | None, keep_arrays: bool):
+        self.seg, self.cfg, self.prompt = seg, cfg, prompt
+        self.out_dir, self.gt_index, self.keep_arrays = out_dir, gt_index, keep_arrays
+        self.outputs: dict[str, CaseOutput] = {}
+
+    def read(self, item):
+        from medkt import io as mio
+        return item if isinstance(item, mio.ImageVolume) else mio.read_case(item)
+
+    def __call__(self, item) -> dict:
+        from medkt import io as mio
+        vol = self.read(item)
+        cid = _case_id(item)
+        img01, iparams = mio.prepare_intensity(vol, modality=self.cfg.modality, window=self.cfg.window)
+        slices = _slices(vol, img01)
+        pairs, smap = slices
+        chunk = max(self.cfg.m2ib.batch_size, 1) * 4
+        results: dict[int, SliceResult] = {}
+        for start in range(0, len(pairs), chunk):
+            part = pairs[start:start + chunk]
+            res = self.seg.segment_slices([s for _, s in part], self.prompt,
+                                          names=[f"{cid}[{k}]" for k, _ in part])
+            results.update({k: r for (k, _), r in zip(part, res)})
+        mask = _assemble(vol, smap, {k: r.mask.astype(np.uint8) for k, r in results.items()})
+        sal = _assemble(vol, smap, {k: r.saliency.astype(np.float32) for k, r in results.items()})
+        coarse = _assemble(vol, smap, {k: r.coarse.astype(np.uint8) for k, r in results.items()})
+        statuses = [r.status for r in results.values()]
+        row = {"case_id": cid, "kind": vol.kind, "modality": vol.modality,
+               "shape": "x".join(map(str, vol.spatial_shape)), "slices": len(results),
+               "mask_voxels": int(np.count_nonzero(mask)),
+               "slices_with_mask": int(sum(r.mask.any() for r in results.values())),
+               "slices_empty_coarse": int(sum(s != "ok" for s in statuses)),
+               "empty_policy": self.cfg.prompts.empty, "intensity": iparams}
+        out = CaseOutput(cid, row, volume=vol,
+                         slices=[{"slice": k, "status": r.status, "prompts": r.prompts.count,
+                                  "coarse_components": r.prompts.n_components,
+                                  "sam_iou": [round(s, 4) for s in r.sam_scores]}
+                                 for k, r in sorted(results.items())])
+        if self.gt_index is not None:
+            row.update(self._score(cid, vol, mask))
+        if self.cfg.diagnostics.enabled:
+            out.sensitivity = self._sensitivity(cid, pairs)
+            from medkt.segment.diagnostics import summarize_sensitivity
+            row.update({f"sens_{k}": round(v, 4) for k, v in summarize_sensitivity(out.sensitivity).items()})
+        if self.out_dir is not None:
+            out.files = self._write(cid, vol, pairs, mask, sal, coarse, results)
+        if self.out_dir is None or self.keep_arrays:
+            out.mask, out.saliency, out.coarse = mask, sal, coarse
+        self.outputs[cid] = out
+        return {k: v for k, v in row.items() if k not in ("case_id",)}
+
+    def _score(self, cid: str, vol, mask) -> dict:
+        from medkt import io as mio
+        from medkt.metrics import segmentation_scores
+        gt_item = self.gt_index.get(cid) or (next(iter(self.gt_index.values())) if len(self.gt_index) == 1
+                                             else None)
+        if gt_item is None:
+            log.warning("no ground truth for case %s", cid)
+            return {"gt": "missing"}
+        gt = self.read(gt_item) if not isinstance(gt_item, np.ndarray) else mio.volume_from_array(gt_item)
+        g = np.asarray(gt.array)
+        if g.ndim == 3 and g.shape[-1] in (3, 4) and mask.ndim == 2:
+            g = g[..., 0]
+        if g.shape != mask.shape:
+            raise InputError(f"ground truth for case {cid} has shape {g.shape}, the image {mask.shape}.",
+                             hint="pass masks on the image grid (same shape)")
+        scores = segmentation_scores(mask, g > 0, spacing=vol.spacing)
+        return {k: v for k, v in scores.items() if np.isscalar(v)}
+
+    def _sensitivity(self, cid: str, pairs) -> list[dict]:
+        from medkt.segment.diagnostics import prompt_sensitivity
+        d = self.cfg.diagnostics
+        n = len(pairs)
+        idx = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(d.max_slices, n))})
+        return prompt_sensitivity(self.seg.saliency, [pairs[i][1] for i in idx], self.prompt,
+                                  neutral_prompt=d.neutral_prompt, n_random=d.random_prompts,
+                                  random_length=d.random_length, seed=self.cfg.m2ib.seed,
+                                  names=[f"{cid}[{pairs[i][0]}]" for i in idx])
+
+    def _write(self, cid, vol, pairs, mask, sal, coarse, results) -> dict:
+        from medkt import io as mio
+        d = self.out_dir / cid
+        d.mkdir(parents=True, exist_ok=True)
+        fmt = _mask_format(self.cfg, vol)
+        files = {"mask": str(mio.write_mask(mask, vol, d / _MASK_EXT[fmt]))}
+        if self.cfg.output.coarse:
+            files["coarse"] = str(mio.write_mask(coarse, vol, d / _MASK_EXT[fmt].replace("mask", "coarse")))
+        if self.cfg.output.saliency:
+            files["saliency"] = str(mio.write_saliency(sal, vol, d / ("saliency.npy" if vol.is_2d and
+                                                                       vol.kind == "image2d" else "saliency.nii.gz")))
+        if self.cfg.output.overlay:
+            k = max(results, key=lambda i: (int(results[i].mask.sum()), float(results[i].saliency.max()), -i))
+            image = dict(pairs)[k]
+            files["overlay"] = str(mio.write_overlay(image, results[k].mask, d / "overlay.png",
+                                                     saliency=results[k].saliency))
+        return files
+
+
+def _gt_index(gt) -> dict | None:
+    if gt is None:
+        return None
+    from medkt import io as mio
+    if isinstance(gt, np.ndarray):
+        return {"array": gt}
+    cases = mio.discover_cases(gt)
+    return {c.case_id: c for c in cases}
+
+
+# ---------------------------------------------------------------------- public API
+def segment(inputs, prompt: str | None = None, *, output: str | Path | None = None,
+            config: str | Path | dict | SegmentConfig | None = None, overrides: Sequence[str] | None = None,
+            model: str | None = None, sam: str | None = None, modality: str | None = None,
+            window: str | None = None, gt=None, mask_format: str | None = None,
+            diagnostics: bool | None = None, seed: int | None = None, device: str = "cpu",
+            dry_run: bool = False, resume: bool = False, overwrite: bool = False,
+            keep_arrays: bool = False, segmenter: Segmenter | None = None) -> SegmentResult:
+    """Zero-shot segmentation of ``inputs`` for a text ``prompt`` (see module docstring).
+
+    Args:
+        inputs: path, array, nibabel image, ``ImageVolume`` or a list of them.
+        prompt: the text (or ``config.prompt``).
+        output: folder to write to (``None``: return arrays only).
+        config: YAML path, preset name (``configs/segment/NAME.yaml``), dict or
+            :class:`SegmentConfig`; ``overrides``: ``["m2ib.beta=1", ...]``.
+        model / sam / modality / window / mask_format / seed: shortcuts for the config
+            fields ``model``, ``sam.model``, ``modality``, ``window``,
+            ``output.mask_format`` and ``seed``; ``diagnostics`` sets ``diagnostics.enabled``.
+        gt: ground-truth path (file or folder matched by case id) or array → DSC/NSD/IoU.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        dry_run: only discover and list the cases (no model is loaded).
+        resume / overwrite: see :func:`medkt.runs.prepare_output_dir`.
+        keep_arrays: also return arrays when writing to ``output``.
+        segmenter: a ready :class:`Segmenter` (reuses loaded models across calls).
+
+    Returns:
+        :class:`SegmentResult`.  Raises :class:`~medkt.errors.MedktError` subclasses for bad
+        options; with ``output``, a failing case is recorded and the run goes on.
+    """
+    from medkt.config import to_dict
+    from medkt.runs import BatchRunner, RunRecord, prepare_output_dir, write_csv
+    cfg = _resolve_config(config, overrides, model=model, prompt=prompt, modality=modality,
+                          window=window, seed=seed, sam=sam, mask_format=mask_format, diagnostics=diagnostics)
+    items, paths = _items(inputs, cfg.modality)
+    if dry_run:
+        rows = [{"case_id": _case_id(it), "kind": getattr(it, "kind", "array"),
+                 "shape": "x".join(map(str, (it.info.get("shape") or []) if hasattr(it, "info")
+                                       else it.spatial_shape)),
+                 "problem": getattr(it, "problem", None)} for it in items]
+        return SegmentResult([], rows, record={"dry_run": True, "config": to_dict(cfg)})
+    if not cfg.prompt:
+        raise ConfigError("no text prompt given.", hint="pass --prompt TEXT (or prompt: in the config)")
+    _check_device(device)
+    out_dir = prepare_output_dir(output, paths, overwrite=overwrite, resume=resume) if output else None
+    record = RunRecord("segment", config=to_dict(cfg), seed=cfg.m2ib.seed)
+    seg = segmenter or Segmenter(cfg, device=device)
+    if segmenter is not None:  # its models are reused; stage settings come from cfg
+        seg.cfg, seg.saliency.cfg, seg.sam.cfg = cfg, cfg.m2ib, cfg.sam
+    record.weights = seg.describe()
+    runner = _CaseRunner(seg, cfg, cfg.prompt, out_dir, _gt_index(gt), keep_arrays)
+    if out_dir is not None:
+        batch = BatchRunner(out_dir, resume=resume, record=record, progress=len(items) > 1)
+        results = batch.run(items, runner, case_id=_case_id)
+        table = [r.row() for r in results]
+    else:
+        table = []
+        for it in items:
+            table.append({"case_id": _case_id(it), "status": "ok", **runner(it)})
+        record.cases = table
+    cases = [runner.outputs[r["case_id"]] for r in table if r["case_id"] in runner.outputs]
+    summary = _summary(table) if gt is not None else {}
+    record.timings.update(seg.timings)
+    record.extra.update({"prompt": cfg.prompt, "device": device, "summary": summary,
+                         "sensitivity": {c.case_id: c.sensitivity for c in cases if c.sensitivity},
+                         "slices": {c.case_id: c.slices for c in cases}})
+    if out_dir is not None:
+        flat = [{k: (v if np.isscalar(v) or v is None else str(v)) for k, v in r.items()} for r in table]
+        write_csv(out_dir / "cases.csv", flat)
+        if summary:
+            from medkt.runs import atomic_write_json
+            atomic_write_json(out_dir / "summary.json", summary)
+        record.write(out_dir)
+    return SegmentResult(cases, table, summary, record.as_dict(), out_dir)
+
+
+def _resolve_config(config, overrides, *, sam, mask_format, diagnostics, **fields) -> SegmentConfig:
+    if isinstance(config, SegmentConfig):
+        from medkt.config import apply_overrides
+        cfg = apply_overrides(config, list(overrides or []))
+        for k, v in fields.items():
+            if v is not None:
+                setattr(cfg, k, v)
+    else:
+        cfg = load_segment_config(config, list(overrides or []), **fields)
+    if sam is not None:
+        cfg.sam.model = sam
+    if mask_format is not None:
+        cfg.output.mask_format = mask_format
+    if diagnostics is not None:
+        cfg.diagnostics.enabled = bool(diagnostics)
+    return cfg.validate()
+
+
+def _check_device(device: str) -> None:
+    import torch
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{device}' requested but CUDA is not available.",
+                              hint="use --device cpu, or check the CUDA install (medkt info)")
+        return
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("device 'mps' requested but it is not available.", hint="use --device cpu")
+        return
+    raise ConfigError(f"unknown device '{device}'.", hint="use cpu, cuda, cuda:N or mps")
+
+
+def _summary(table: list[dict]) -> dict:
+    from medkt.metrics import summarize
+    rows = [r for r in table if r.get("status") == "ok"]
+    metrics = [m for m in ("dsc", "iou", "nsd", "hd95") if any(m in r for r in rows)]
+    return summarize(rows, metrics=metrics) if rows and metrics else {}

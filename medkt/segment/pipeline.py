@@ -1,0 +1,179 @@
+"""The zero-shot pipeline on 2-D images: M2IB saliency → coarse mask → prompts → SAM.
+
+:class:`SegmentConfig` is the one schema (YAML in ``configs/segment/*.yaml``, CLI
+``--config`` / ``--set``), :class:`Segmenter` loads the two models once and segments
+lists of 2-D slices in batches (M2IB ``m2ib.batch_size`` images at a time, each with its
+own α; SAM embeddings ``sam.embed_batch_size`` at a time).  Volumes, files and outputs
+are handled in :mod:`medkt.segment.api`.
+
+Images given to :meth:`Segmenter.segment_slices` are ``H×W`` or ``H×W×3`` float arrays in
+[0, 1] (already windowed / intensity-prepared) or uint8; every result is on the same
+``H×W`` pixel grid.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from medkt.config import load_config
+from medkt.errors import ConfigError
+from medkt.segment.m2ib import M2IBConfig
+from medkt.segment.postprocess import PostprocessConfig, postprocess
+from medkt.segment.prompts import PromptConfig, Prompts, make_prompts
+from medkt.segment.saliency import SaliencyEngine, SaliencyResult
+from medkt.segment.sam_segmenter import SamConfig, SamSegmenter
+
+log = logging.getLogger("medkt.segment")
+
+MASK_FORMATS = ("auto", "nifti", "dicom-seg", "png")
+
+
+@dataclass
+class OutputConfig:
+    """What ``medkt segment`` writes per case.  ``mask_format``: ``auto`` (NIfTI for
+    NIfTI input, DICOM-SEG for DICOM input when highdicom is installed else NIfTI, PNG for
+    2-D images), ``nifti``, ``dicom-seg`` or ``png``."""
+
+    mask_format: str = "auto"
+    saliency: bool = True
+    overlay: bool = True
+    coarse: bool = False
+
+
+@dataclass
+class DiagnosticsConfig:
+    """Prompt-sensitivity diagnostic (see :mod:`medkt.segment.diagnostics`)."""
+
+    enabled: bool = False
+    neutral_prompt: str = "a medical image"
+    random_prompts: int = 1
+    random_length: int = 12
+    max_slices: int = 3
+
+
+@dataclass
+class SegmentConfig:
+    """Everything ``medkt segment`` / :func:`medkt.segment` needs (defaults: MedCLIP-SAMv2-like
+    BiomedCLIP + SAM ViT-B; ``tiny-clip`` / ``tiny-sam`` run offline for tests).
+
+    ``seed`` (when set) overrides ``m2ib.seed`` and ``prompts.seed``.  ``modality`` and
+    ``window`` go to :func:`medkt.io.prepare_intensity` (e.g. ``ct`` with ``lung`` or
+    ``L40,W400``); ``slice_axis``: axis of a 3-D array that is sliced (``-1``: last).
+    """
+
+    model: str = "biomedclip"
+    weights: str | None = None
+    prompt: str | None = None
+    modality: str | None = None
+    window: str | None = None
+    seed: int | None = None
+    slice_axis: int = -1
+    m2ib: M2IBConfig = field(default_factory=M2IBConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    sam: SamConfig = field(default_factory=SamConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+    def validate(self) -> "SegmentConfig":
+        self.m2ib.validate()
+        self.postprocess.validate()
+        self.prompts.validate()
+        self.sam.validate()
+        if self.output.mask_format not in MASK_FORMATS:
+            raise ConfigError(f"output.mask_format must be one of {', '.join(MASK_FORMATS)}, "
+                              f"got '{self.output.mask_format}'.")
+        if self.seed is not None:
+            self.m2ib.seed = int(self.seed)
+            self.prompts.seed = int(self.seed)
+        return self
+
+
+def load_segment_config(source=None, overrides: list[str] | None = None, **fields) -> SegmentConfig:
+    """Config from a YAML path / dict / ``None`` (defaults), dotted ``overrides``, then
+    top-level keyword ``fields`` (``None`` values are ignored)."""
+    from medkt.paths import repo_configs_dir
+    if isinstance(source, str) and not source.endswith((".yaml", ".yml")) and "/" not in source:
+        cand = repo_configs_dir() / "segment" / f"{source}.yaml"
+        if cand.exists():
+            source = cand
+    cfg = load_config(SegmentConfig, source, overrides)
+    for k, v in fields.items():
+        if v is not None:
+            if not hasattr(cfg, k):
+                raise ConfigError(f"unknown segment option '{k}'.")
+            setattr(cfg, k, v)
+    return cfg.validate()
+
+
+@dataclass
+class SliceResult:
+    """One 2-D image's results, all ``H×W``: ``saliency`` float32 in [0, 1], ``coarse`` and
+    ``mask`` bool (``mask`` is all-zero when ``status == "skip"``)."""
+
+    saliency: np.ndarray
+    coarse: np.ndarray
+    mask: np.ndarray
+    prompts: Prompts
+    status: str
+    sam_scores: list[float] = field(default_factory=list)
+    saliency_result: SaliencyResult | None = None
+
+
+class Segmenter:
+    """Holds the CLIP-family model and the SAM model; segments batches of slices.
+
+    ``model`` / ``sam_model``: pre-built models (else built from ``cfg.model`` /
+    ``cfg.sam.model`` with :func:`medkt.models.create_model`).
+    """
+
+    def __init__(self, cfg: SegmentConfig | None = None, *, device: str = "cpu", model=None, sam_model=None):
+        from medkt.models import create_model
+        self.cfg = (cfg or SegmentConfig()).validate()
+        self.device = device
+        self.model = model if model is not None else create_model(self.cfg.model, weights=self.cfg.weights,
+                                                                   device=device)
+        sam = sam_model if sam_model is not None else create_model(self.cfg.sam.model, weights=self.cfg.sam.weights,
+                                                                   device=device)
+        self.saliency = SaliencyEngine(self.model, self.cfg.m2ib)
+        self.sam = SamSegmenter(sam, self.cfg.sam)
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def _timer(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
+
+    def describe(self) -> dict:
+        return {"model": self.model.describe(), "sam": self.sam.model.describe()}
+
+    def segment_slices(self, images: Sequence[np.ndarray], prompt: str,
+                       names: Sequence[str] | None = None) -> list[SliceResult]:
+        """Segment 2-D images (see module docstring) for one text ``prompt``."""
+        if not prompt or not str(prompt).strip():
+            raise ConfigError("a text prompt is needed (--prompt TEXT).")
+        images = [np.asarray(im) for im in images]
+        names = list(names) if names is not None else [str(i) for i in range(len(images))]
+        with self._timer("saliency_s"):
+            sal = self.saliency(images, prompt)
+        coarse, prompts = [], []
+        with self._timer("postprocess_s"):
+            for im, s, nm in zip(images, sal, names):
+                c = postprocess(s.map, self.cfg.postprocess, image=im)
+                coarse.append(c)
+                prompts.append(make_prompts(c, self.cfg.prompts, name=nm))
+        with self._timer("sam_s"):
+            outs = self.sam.segment(images, prompts)
+        results = []
+        for s, c, p, o in zip(sal, coarse, prompts, outs):
+            mask = o.mask if o.mask is not None else np.zeros(c.shape, bool)
+            results.append(SliceResult(s.map, c, mask.astype(bool), p, o.status, o.scores, s))
+        return results

@@ -1,0 +1,193 @@
+"""Concepts as data: a YAML file per concept set, and the captions built from them.
+
+File format (``configs/concepts/*.yaml`` ships the paper's Tables 12-17)::
+
+    name: rare
+    concepts:
+      - name: Moongate
+        descriptions: ["A perfectly circular archway ..."]   # one or more
+        short_description: "A perfectly circular ..."         # optional, ViLT's 40 tokens
+
+Caption styles (``FinetuneConfig.caption``), a small registry:
+
+* ``definition`` — "A <name> is <description>" with the description's first letter
+  lowercased and the name lowercased (the paper's "A moongate is ...", §3.1.2);
+* ``description`` — the description alone (the paper's "no name" ablation, §8.3);
+* ``plural`` — "<name> are <description>" (the author's ``--pl`` option).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from medkt.config import load_yaml
+from medkt.errors import ConfigError, UnknownNameError, look_up
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A concept to learn: ``name``, one or more ``descriptions``, optional ``short_description``."""
+
+    name: str
+    descriptions: tuple[str, ...]
+    short_description: str | None = None
+
+    def __post_init__(self):
+        if not self.name or not str(self.name).strip():
+            raise ConfigError("a concept needs a non-empty 'name'.")
+        descs = tuple(str(d).strip() for d in (self.descriptions or ()) if str(d).strip())
+        if not descs:
+            raise ConfigError(f"concept '{self.name}' has no descriptions.",
+                              hint="give 'descriptions: [\"...\"]' (or 'description: \"...\"')")
+        object.__setattr__(self, "descriptions", descs)
+
+    @property
+    def slug(self) -> str:
+        """File-system-safe name (``"Pleural Effusion"`` → ``"pleural-effusion"``)."""
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "concept"
+
+    def description(self, index: int = 0, short: bool = False) -> str:
+        """Description ``index`` (cycled); ``short`` prefers ``short_description``."""
+        if short and self.short_description:
+            return self.short_description
+        return self.descriptions[index % len(self.descriptions)]
+
+
+@dataclass
+class ConceptSet:
+    """An ordered list of :class:`Concept` with a set name and its source."""
+
+    name: str
+    concepts: list[Concept] = field(default_factory=list)
+    source: str = ""
+
+    def __iter__(self):
+        return iter(self.concepts)
+
+    def __len__(self):
+        return len(self.concepts)
+
+    def __getitem__(self, i):
+        return self.concepts[i]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.concepts]
+
+    def get(self, name: str) -> Concept:
+        for c in self.concepts:
+            if c.name == name or c.name.lower() == name.lower() or c.slug == name:
+                return c
+        raise UnknownNameError("concept", name, self.names)
+
+    def subset(self, names: Iterable[str]) -> "ConceptSet":
+        return ConceptSet(self.name, [self.get(n) for n in names], self.source)
+
+
+def concepts_dir() -> Path:
+    from medkt.paths import repo_configs_dir
+    return repo_configs_dir() / "concepts"
+
+
+def list_concept_sets() -> list[str]:
+    d = concepts_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def _concept_from(item, where: str) -> Concept:
+    if isinstance(item, Concept):
+        return item
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: each concept must be a mapping with 'name' and 'descriptions'.")
+    unknown = set(item) - {"name", "descriptions", "description", "short_description"}
+    if unknown:
+        raise UnknownNameError(f"concept key in {where}", sorted(unknown)[0],
+                               ["name", "descriptions", "description", "short_description"])
+    descs = item.get("descriptions", item.get("description"))
+    if isinstance(descs, str):
+        descs = [descs]
+    return Concept(str(item.get("name", "")), tuple(descs or ()), item.get("short_description"))
+
+
+def load_concepts(source) -> ConceptSet:
+    """A :class:`ConceptSet` from a shipped name (``"rare"``), a YAML path, a dict, a list of
+    dicts/Concepts, or an existing ConceptSet/Concept."""
+    if isinstance(source, ConceptSet):
+        return source
+    if isinstance(source, Concept):
+        return ConceptSet(source.name, [source])
+    if isinstance(source, (list, tuple)):
+        return ConceptSet("custom", [_concept_from(c, "concepts") for c in source])
+    if isinstance(source, dict):
+        data, where = source, "concepts"
+    else:
+        path = Path(source)
+        if not path.exists():
+            named = concepts_dir() / f"{source}.yaml"
+            if named.exists():
+                path = named
+            else:
+                raise UnknownNameError("concept set", str(source), list_concept_sets(),
+                                       hint="pass a YAML path or one of the shipped sets: "
+                                            + ", ".join(list_concept_sets()))
+        data, where = load_yaml(path), str(path)
+    items = data.get("concepts")
+    if not isinstance(items, list) or not items:
+        raise ConfigError("expected a non-empty 'concepts:' list.", path=where)
+    concepts = [_concept_from(c, where) for c in items]
+    seen: set[str] = set()
+    for c in concepts:
+        if c.slug in seen:
+            raise ConfigError(f"concept '{c.name}' appears twice.", path=where)
+        seen.add(c.slug)
+    name = data.get("name") or (Path(where).stem if where != "concepts" else "custom")
+    return ConceptSet(str(name), concepts, str(data.get("source", "")))
+
+
+# ---------------------------------------------------------------------- captions
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text else text
+
+
+CAPTION_STYLES: dict[str, Callable[[Concept, str], str]] = {
+    "definition": lambda c, d: f"A {c.name.lower()} is {_lower_first(d)}",
+    "description": lambda c, d: d,
+    "plural": lambda c, d: f"{c.name.lower()} are {_lower_first(d)}",
+}
+
+
+def caption(concept: Concept, style: str = "definition", index: int = 0, short: bool = False) -> str:
+    """Fine-tuning caption of ``concept`` (description ``index``) in a named style."""
+    return look_up("caption style", style, CAPTION_STYLES)(concept, concept.description(index, short))
+
+
+def inversion_text(concept: Concept, which: str = "description", index: int = 0) -> str:
+    """The text whose embedding inversion targets: ``description``, ``short`` or ``definition``."""
+    if which == "short":
+        return concept.description(index, short=True)
+    if which == "definition":
+        return caption(concept, "definition", index)
+    if which == "description":
+        return concept.description(index)
+    raise UnknownNameError("inversion caption", which, ["description", "short", "definition"])
+
+
+# The 26 CoCa target-caption templates of paper §8.8 (a subset of OpenAI's ImageNet ensemble).
+COCA_TEMPLATES: tuple[str, ...] = (
+    "a bad photo of a {}.", "a low resolution photo of the {}.", "a rendering of a {}.",
+    "a bad photo of the {}.", "a cropped photo of the {}.", "a photo of a hard to see {}.",
+    "a bright photo of a {}.", "a photo of a clean {}.", "a photo of a dirty {}.",
+    "a dark photo of the {}.", "a photo of my {}.", "a bright photo of the {}.",
+    "a cropped photo of a {}.", "a photo of the {}.", "a good photo of the {}.",
+    "a rendering of the {}.", "a photo of one {}.", "a close-up photo of the {}.",
+    "a photo of a {}.", "a low resolution photo of a {}.", "a photo of a large {}.",
+    "itap of the {}.", "a jpeg corrupted photo of the {}.", "a good photo of a {}.",
+    "itap of a {}.", "a photo of the large {}.",
+)
+
+
+def per_image(concepts: Sequence[Concept], n_per: int) -> list[Concept]:
+    """Concept of each image when ``n_per`` images are made per concept (concept-major order)."""
+    return [c for c in concepts for _ in range(n_per)]

@@ -1,0 +1,240 @@
+"""Medical phantoms for the four segmentation settings, with ground-truth masks.
+
+Modalities (:data:`MODALITIES`) and findings (:data:`FINDINGS`):
+
+* ``ct`` — axial chest CT, lung window: dark lungs, mediastinum, spine, small vessels;
+  finding ``nodule`` (small round bright solid nodule in a lung).
+* ``cxr`` — frontal chest X-ray: lungs with markings, ribs, heart; finding
+  ``pneumothorax`` (dark rim of air without lung markings, thin pleural line).
+* ``us`` — breast ultrasound, speckle: finding ``mass`` (irregular hypoechoic mass with
+  posterior acoustic shadowing) and ``cyst`` (round anechoic, posterior enhancement).
+* ``mri`` — axial brain MRI: finding ``tumour`` (irregular bright mass surrounded by
+  oedema; the mask is the tumour core) and ``lesion`` (small round bright lesion).
+
+:func:`render_phantom` returns a float image in [0, 1] (``S x S``), the finding mask
+(``uint8``) and a :class:`Case` record.  MONAI transforms add the realistic touches:
+elastic deformation (image and mask together), bias field, blur and noise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MODALITIES = ("ct", "cxr", "us", "mri")
+FINDINGS = {"ct": ("nodule",), "cxr": ("pneumothorax",), "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
+# The finding each modality is segmented for (the paper's four tasks).
+TARGET_FINDING = {"ct": "nodule", "cxr": "pneumothorax", "us": "mass", "mri": "tumour"}
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a phantom shows: modality, finding (``None`` = normal) and where."""
+
+    modality: str
+    finding: str | None
+    side: str | None = None  # "left" / "right" (patient side = image right/left as drawn)
+    level: str | None = None  # "upper" / "lower" / "apex" ...
+
+
+def _grid(s: int):
+    y, x = np.mgrid[0:s, 0:s].astype(np.float32)
+    return (x + 0.5) / s * 2 - 1, (y + 0.5) / s * 2 - 1  # [-1, 1]
+
+
+def _ellipse(x, y, cx, cy, ax, ay):
+    return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 <= 1.0
+
+
+def _smooth_noise(rng, s: int, cells: int = 6) -> np.ndarray:
+    from scipy.ndimage import zoom
+    return zoom(rng.normal(0, 1, (cells, cells)), s / cells, order=3)[:s, :s].astype(np.float32)
+
+
+def _irregular(x, y, cx, cy, r, rng, amp: float = 0.3, k: int = 5) -> np.ndarray:
+    """Blob with a lobulated / spiculated margin: r(θ) = r·(1 + Σ a_k cos(kθ + φ_k))."""
+    th = np.arctan2(y - cy, x - cx)
+    rr = np.sqrt((x - cx) ** 2 + (y - cy) ** 2)
+    edge = np.ones_like(th)
+    for j in range(2, 2 + k):
+        edge += rng.uniform(0, amp) / (j - 1) ** 0.7 * np.cos(j * th + rng.uniform(0, 2 * np.pi))
+    return rr <= r * edge
+
+
+# ----------------------------------------------------------------------------- modalities
+def _ct(rng, s, finding):
+    x, y = _grid(s)
+    img = np.zeros((s, s), np.float32)
+    body = _ellipse(x, y, 0, 0.05, 0.9, 0.68)
+    img[body] = 0.45
+    lungs = []
+    for sx in (-1, 1):
+        lung = _ellipse(x, y, sx * 0.4, 0.0, 0.3 + rng.uniform(-.03, .03), 0.47 + rng.uniform(-.03, .03))
+        lungs.append(lung)
+        img[lung] = 0.07
+    img[_ellipse(x, y, 0.05, 0.12, 0.2, 0.2)] = 0.55  # heart / mediastinum
+    img[_ellipse(x, y, 0, 0.56, 0.1, 0.09)] = 0.95  # vertebra
+    img += 0.04 * _smooth_noise(rng, s, 10) * body
+    for _ in range(rng.integers(3, 7)):  # vessels: tiny bright dots
+        lung = lungs[rng.integers(2)]
+        ys, xs = np.nonzero(lung)
+        i = rng.integers(len(xs))
+        img[_ellipse(x, y, x[ys[i], xs[i]], y[ys[i], xs[i]], 0.025, 0.025)] = 0.45
+    mask = np.zeros((s, s), np.uint8)
+    case = Case("ct", None)
+    if finding == "nodule":
+        side = rng.integers(2)
+        level = rng.integers(2)
+        lung = lungs[side]
+        r = rng.uniform(0.06, 0.12)
+        for _ in range(100):
+            cx = (-1, 1)[side] * 0.4 + rng.uniform(-0.15, 0.15)
+            cy = (-0.22 if level == 0 else 0.22) + rng.uniform(-0.12, 0.12)
+            m = _irregular(x, y, cx, cy, r, rng, amp=0.08)
+            if (m & ~lung).sum() == 0:
+                break
+        img[m] = rng.uniform(0.75, 0.9)
+        mask = m.astype(np.uint8)
+        case = Case("ct", "nodule", ("right", "left")[side], ("upper", "lower")[level])  # radiological convention
+    return img, mask, case
+
+
+def _cxr(rng, s, finding):
+    x, y = _grid(s)
+    img = 0.55 + 0.15 * (1 - x ** 2) + 0.03 * _smooth_noise(rng, s, 5)
+    lungs = []
+    for sx in (-1, 1):
+        lung = _ellipse(x, y, sx * 0.42, -0.05, 0.3, 0.68 + rng.uniform(-.04, .04)) & (y < 0.55)
+        lungs.append(lung)
+    markings = 0.1 * np.abs(_smooth_noise(rng, s, 16))
+    for lung in lungs:
+        img[lung] = 0.22 + markings[lung]
+    img += 0.07 * (np.sin((y + 0.1 * x ** 2) * 22 + rng.uniform(0, 6)) > 0.6)  # ribs
+    img[_ellipse(x, y, 0.12, 0.3, 0.32, 0.26)] = 0.75  # heart
+    mask = np.zeros((s, s), np.uint8)
+    case = Case("cxr", None)
+    if finding == "pneumothorax":
+        side = rng.integers(2)
+        sx = (-1, 1)[side]
+        lung = lungs[side]
+        shrink = rng.uniform(0.6, 0.78)
+        inner = _ellipse(x, y, sx * (0.42 - 0.3 * (1 - shrink) * 0.6), -0.05 + 0.68 * (1 - shrink) * 0.7,
+                         0.3 * shrink, 0.68 * shrink)
+        ptx = lung & ~inner
+        ptx &= (y < rng.uniform(0.0, 0.35)) | (sx * x > 0.42 + 0.1)  # apex and lateral rim
+        img[ptx] = 0.1 + 0.02 * rng.normal(size=ptx.sum())
+        edge = inner & ~_ellipse(x, y, sx * (0.42 - 0.3 * (1 - shrink) * 0.6), -0.05 + 0.68 * (1 - shrink) * 0.7,
+                                 0.3 * shrink - 0.03, 0.68 * shrink - 0.03)
+        img[edge & lung] = 0.45  # pleural line
+        mask = ptx.astype(np.uint8)
+        case = Case("cxr", "pneumothorax", ("right", "left")[side], "apex")
+    return img, mask, case
+
+
+def _us(rng, s, finding):
+    x, y = _grid(s)
+    depth = (y + 1) / 2
+    base = 0.35 + 0.25 * np.exp(-((depth - rng.uniform(0.4, 0.6)) / 0.18) ** 2)  # glandular band
+    base[depth < 0.06] = 0.8  # skin line
+    img = base + 0.08 * _smooth_noise(rng, s, 8)
+    mask = np.zeros((s, s), np.uint8)
+    case = Case("us", None)
+    if finding in ("mass", "cyst"):
+        cx, cy = rng.uniform(-0.4, 0.4), rng.uniform(-0.2, 0.2)
+        r = rng.uniform(0.18, 0.3)
+        if finding == "mass":
+            m = _irregular(x, y, cx, cy, r, rng, amp=0.35, k=7)
+            img[m] = 0.08
+            below = (y > cy) & (np.abs(x - cx) < r * 0.8)
+            img[below] *= 0.35 + 0.3 * np.clip((y[below] - cy) / 1.5, 0, 1)  # posterior shadowing
+        else:
+            m = _ellipse(x, y, cx, cy, r, r * rng.uniform(0.7, 0.95))
+            img[m] = 0.02
+            below = (y > cy + r * 0.5) & (np.abs(x - cx) < r * 0.8)
+            img[below] = np.minimum(img[below] * 1.5, 1.0)  # posterior enhancement
+        mask = m.astype(np.uint8)
+        case = Case("us", finding, ("right", "left")[int(cx > 0)], None)
+    speckle = rng.rayleigh(0.8, (s, s)).astype(np.float32)  # multiplicative speckle
+    return img * speckle, mask, case
+
+
+def _mri(rng, s, finding):
+    x, y = _grid(s)
+    img = np.zeros((s, s), np.float32)
+    head = _ellipse(x, y, 0, 0, 0.78, 0.92)
+    brain = _ellipse(x, y, 0, 0, 0.7, 0.84)
+    img[head] = 0.25
+    img[brain] = 0.42 + 0.05 * _smooth_noise(rng, s, 12)[brain]
+    for sx in (-1, 1):  # ventricles
+        img[_ellipse(x, y, sx * 0.12, -0.05, 0.07, 0.25)] = 0.15
+    mask = np.zeros((s, s), np.uint8)
+    case = Case("mri", None)
+    if finding in ("tumour", "lesion"):
+        side = rng.integers(2)
+        cx = (-1, 1)[side] * rng.uniform(0.3, 0.45)
+        cy = rng.uniform(-0.4, 0.4)
+        if finding == "tumour":
+            r = rng.uniform(0.12, 0.2)
+            oed = _irregular(x, y, cx, cy, r * 1.9, rng, amp=0.3) & brain
+            img[oed] = 0.68
+            m = _irregular(x, y, cx, cy, r, rng, amp=0.4) & brain
+            img[m] = 0.95
+        else:
+            m = _ellipse(x, y, cx, cy, 0.07, 0.07)
+            img[m] = 0.9
+        mask = m.astype(np.uint8)
+        case = Case("mri", finding, ("right", "left")[side], None)
+    return img, mask, case
+
+
+_RENDER = {"ct": _ct, "cxr": _cxr, "us": _us, "mri": _mri}
+
+
+def _monai_realism(modality: str, img: np.ndarray, mask: np.ndarray, seed: int):
+    """MONAI: elastic deformation (image + mask), bias field, blur and noise."""
+    from monai.transforms import (Rand2DElasticd, RandBiasField, RandGaussianNoise, RandGaussianSmooth)
+    s = img.shape[0]
+    el = Rand2DElasticd(keys=("image", "label"), spacing=(s / 4, s / 4), magnitude_range=(0.5, 1.5),
+                        prob=1.0, rotate_range=0.08, scale_range=0.05, mode=("bilinear", "nearest"),
+                        padding_mode="border")
+    el.set_random_state(seed)
+    d = el({"image": img[None], "label": mask[None].astype(np.float32)})
+    im = np.asarray(d["image"])
+    lab = (np.asarray(d["label"])[0] > 0.5).astype(np.uint8)
+    steps = []
+    if modality in ("mri", "cxr"):
+        steps.append(RandBiasField(degree=3, coeff_range=(0.05, 0.2), prob=1.0))
+    steps.append(RandGaussianSmooth(sigma_x=(0.3, 0.8), sigma_y=(0.3, 0.8), prob=1.0))
+    steps.append(RandGaussianNoise(prob=1.0, std={"ct": 0.03, "cxr": 0.02, "us": 0.03, "mri": 0.03}[modality]))
+    for k, t in enumerate(steps):
+        t.set_random_state(seed + 17 * (k + 1))
+        im = np.asarray(t(im))
+    return np.clip(im[0], 0, 1).astype(np.float32), lab
+
+
+def render_phantom(modality: str, finding: str | None, rng: np.random.Generator, size: int = 64,
+                   realism: bool = True) -> tuple[np.ndarray, np.ndarray, Case]:
+    """One phantom → ``(image float32 [S, S] in [0, 1], mask uint8 [S, S], Case)``."""
+    if modality not in _RENDER:
+        from medkt.errors import UnknownNameError
+        raise UnknownNameError("phantom modality", modality, MODALITIES)
+    if finding is not None and finding not in FINDINGS[modality]:
+        from medkt.errors import UnknownNameError
+        raise UnknownNameError(f"{modality} finding", finding, FINDINGS[modality])
+    img, mask, case = _RENDER[modality](rng, size, finding)
+    img = np.clip(img, 0, 1).astype(np.float32)
+    if realism:
+        img, mask = _monai_realism(modality, img, mask, int(rng.integers(2 ** 31)))
+    return img, mask, case
+
+
+def phantom_set(modality: str, finding: str | None, n: int, seed: int, size: int = 64):
+    """``n`` phantoms: images ``[n, S, S]`` uint8, masks ``[n, S, S]`` uint8, cases."""
+    rng = np.random.default_rng(seed)
+    ims, masks, cases = [], [], []
+    for _ in range(n):
+        im, m, c = render_phantom(modality, finding, rng, size)
+        ims.append((im * 255).round().astype(np.uint8))
+        masks.append(m)
+        cases.append(c)
+    return np.stack(ims), np.stack(masks), cases

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medkt.config import from_dict, load_config, to_dict
+from medkt.config import from_dict, to_dict
 from medkt.errors import ConfigError
 
 TASKS = ("classification", "retrieval", "captioning", "segmentation")
@@ -210,17 +210,65 @@ def list_experiments() -> list[str]:
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
 
+def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
+    """``key.sub=value`` overrides on the raw config dict (values parsed as YAML).
+
+    Unlike :func:`medkt.config.apply_overrides`, keys may be created inside the free-form
+    mappings (``data.<alias>.options``, ``transfer``, ``segmentation.config``) and list items
+    are addressed by index (``groups.0.prompt=...``); dataclass keys are still validated
+    (with did-you-mean) when the config is built.
+    """
+    import copy
+    from medkt.config import _parse_scalar
+    raw = copy.deepcopy(raw)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value.",
+                              hint="write e.g. --set model=tiny-clip --set sweep.lrs=[1e-5]")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = raw
+        for i, p in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                try:
+                    node = node[int(p)]
+                except (ValueError, IndexError):
+                    raise ConfigError(f"override '{key}': '{p}' is not an index of a {len(node)}-item list.") from None
+                continue
+            if not isinstance(node.get(p), (dict, list)):
+                node[p] = {}
+            node = node[p]
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = _parse_scalar(value)
+        else:
+            node[last] = _parse_scalar(value)
+    return raw
+
+
 def load_experiment(source: str | Path | dict, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load an experiment from a YAML path, a shipped name (``table1_rare_concepts``) or a dict."""
-    if isinstance(source, (str, Path)) and not Path(source).exists():
-        cand = experiments_dir() / f"{source}.yaml"
-        if cand.exists():
+    from medkt.config import load_yaml
+    name = None
+    if isinstance(source, (str, Path)):
+        if not Path(source).exists():
+            cand = experiments_dir() / f"{source}.yaml"
+            if not cand.exists():
+                from medkt.errors import UnknownNameError
+                raise UnknownNameError("experiment", str(source), list_experiments(),
+                                       hint="pass a YAML path or one of the shipped experiment names")
             source = cand
-        else:
-            from medkt.errors import UnknownNameError
-            raise UnknownNameError("experiment", str(source), list_experiments(),
-                                   hint="pass a YAML path or one of the shipped experiment names")
-    cfg = load_config(ExperimentConfig, source, overrides)
+        name = Path(source).stem
+        raw = load_yaml(source)
+    else:
+        raw = dict(source)
+    try:
+        cfg = from_dict(ExperimentConfig, apply_overrides(raw, overrides))
+    except ConfigError as e:
+        if name and e.path is None:
+            e.path = str(source)
+            e.args = (e.format(),)
+        raise
     if not cfg.name:
-        cfg.name = Path(str(source)).stem if isinstance(source, (str, Path)) else "experiment"
+        cfg.name = name or "experiment"
     return cfg

@@ -16,7 +16,6 @@ merged with :func:`medkt.bench.merge.merge_runs` (``medkt bench merge``).
 """
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import logging
@@ -220,6 +219,14 @@ def run_benchmark(cfg: ExperimentConfig, out: str | Path, *, data_root: str | Pa
 
 
 def _run_group(cfg, units, pending, part_dir, executor, kt, memo, record) -> None:
+    try:
+        _run_units(cfg, units, pending, part_dir, executor, kt, memo)
+    finally:
+        if kt is not None:
+            kt.release()
+
+
+def _run_units(cfg, units, pending, part_dir, executor, kt, memo) -> None:
     model = finetuned = None
     for u in units:
         udir = store.unit_dir(part_dir, u.key)
@@ -280,6 +287,7 @@ class KnowledgeTransfer:
             raise ConfigError("KT runs need 'concepts:' (a concept set name or YAML path).")
         self.concepts = load_concepts(cfg.concepts)
         self._base = None
+        self._snapshot = None
 
     @property
     def base(self):
@@ -304,21 +312,34 @@ class KnowledgeTransfer:
         self.executor.run_jobs(fn, jobs)
 
     def model_for(self, group: GroupSpec, run: RunSpec):
-        """The fine-tuned model of ``group`` at ``run``'s lr, and the path of its saved weights.
+        """The base model with ``group``'s KT weights at ``run``'s lr applied, and the weights' path.
 
-        The model is always rebuilt as base + saved weights, so a resumed run, a Ray worker
-        and this process evaluate bitwise the same weights.
+        Fine-tuning trains the base model in place (no copy of a large model); the evaluated
+        weights are then always rebuilt as original + saved weights, so a resumed run, a Ray
+        worker and this process evaluate bitwise the same model.  :meth:`release` restores
+        the original weights.
         """
-        from medkt.transfer import invert, learn, load_finetuned
+        from medkt.transfer import invert, learn, load_finetuned, restore, state_of
+        if self._snapshot is None:
+            self._snapshot = state_of(self.base)
         cset = self.concepts_for(group)
         inv = invert(self.base, cset, self.tcfg.inversion, seed=self.tcfg.seed,
                      out_dir=self.root / "inversions", resume=True, progress=self.progress)
         overrides = [f"finetune.lr={run.lr * group.lr_scale!r}"]
         if run.batch_size:
             overrides.append(f"finetune.batch_size={run.batch_size}")
-        res = learn(self.base, cset, self.tcfg, out_dir=self.root / group.name / run.run_id, images=inv,
-                    overrides=overrides, resume=True, progress=self.progress)
-        del res.model
-        model = copy.deepcopy(self.base)
-        load_finetuned(model, res.weights_path)
-        return model.eval(), str(res.weights_path)
+        try:
+            res = learn(self.base, cset, self.tcfg, out_dir=self.root / group.name / run.run_id, images=inv,
+                        overrides=overrides, resume=True, inplace=True, progress=self.progress)
+            restore(self.base, self._snapshot)
+            load_finetuned(self.base, res.weights_path)
+        except BaseException:
+            self.release()
+            raise
+        return self.base.eval(), str(res.weights_path)
+
+    def release(self) -> None:
+        """Put the original weights back into the base model."""
+        if self._snapshot is not None:
+            from medkt.transfer import restore
+            restore(self.base, self._snapshot)

@@ -111,3 +111,21 @@ def walk_files(root: Path, problems: list[tuple[Path, str]]) -> list[Path]:
 
     visit(root)
     return out
+
+
+def case_base(folder: Path, root: Path, file: Path | None = None) -> str:
+    """A readable case-id stem: the folder path relative to the input root, joined with ``_``."""
+    if root.is_file():
+        return stem_of(file or root)
+    try:
+        rel = folder.relative_to(root)
+    except ValueError:
+        rel = Path(folder.name)
+    parts = [p for p in rel.parts if p not in ("", ".")]
+    return "_".join(parts) if parts else (root.name or "case")
+
+
+def safe_id(text: str) -> str:
+    """Filesystem-safe case id (letters, digits, ``-_.``)."""
+    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("._")
+    return out or "case"

@@ -32,8 +32,10 @@ Classification, retrieval, captioning — :mod:`medkt.metrics.classification`,
 
     accuracy(scores_or_preds, labels), top_k_accuracy(scores, labels, k), per_class_accuracy(...)
     target_accuracy(scores_or_preds, labels, targets), reference_accuracy(...), specificity(...)
-    retrieval_recall(sim, image_of_caption, ks=(1, 5, 10)) -> {"t2i_R@1", ..., "i2t_R@10"}
-    caption_scores(references, candidates, metrics=None, tokenize="auto") -> CaptionScores
+    retrieval_recall(similarity, caption_to_image, ks=(1, 5, 10)) -> {"t2i_R@1", ..., "i2t_R@10"}
+        # similarity: (n_images, n_captions); caption_to_image[j] = image index of caption j
+    caption_scores(references, candidates, metrics=None, tokenizer="auto") -> CaptionScores
+        # .scores (computed only), .skipped {metric: reason} -- never a silent 0
 
 Names are imported lazily, so ``import medkt.metrics`` does not import MONAI or torch.
 """

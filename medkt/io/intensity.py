@@ -1,0 +1,161 @@
+"""Intensity preparation per modality for 2-D foundation models (CLIP, SAM): any image -> float32 in [0, 1].
+
+=========  ===========================================================  ==========================
+modality   method                                                       parameters returned
+=========  ===========================================================  ==========================
+CT         window (preset or custom level/width), clip to [0, 1]        window, level, width
+MR         clip to the 0.5-99.5 percentiles of non-zero voxels, scale   percentiles, low, high
+US, CXR,   min-max                                                      low, high
+CR, DX...
+=========  ===========================================================  ==========================
+
+An explicit ``window`` is honoured for any modality (e.g. a NIfTI in HU whose modality is unknown).
+The ``params`` dict is meant to go into run.json unchanged.  NaN/inf voxels are replaced by the
+lowest finite value (logged, counted in ``params["nonfinite_replaced"]``); MONOCHROME1 radiographs
+are inverted so that bone is bright (``params["inverted"]``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from medkt.errors import ConfigError, InputError, UnknownNameError
+
+log = logging.getLogger("medkt.io")
+
+#: CT windows as ``(level, width)`` in HU (Radiopaedia "Windowing (CT)"; MedSAM uses 40/400 for soft tissue).
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "abdomen": (50.0, 400.0),
+    "soft_tissue": (50.0, 400.0),
+    "brain": (40.0, 80.0),
+    "bone": (400.0, 1800.0),
+}
+DEFAULT_CT_WINDOW = "abdomen"
+DEFAULT_MR_PERCENTILES = (0.5, 99.5)
+
+_ALIASES = {"MRI": "MR", "CXR": "CXR", "XRAY": "XR", "X-RAY": "XR", "ULTRASOUND": "US", "": "UNKNOWN"}
+
+
+def normalize_modality(modality: str | None) -> str:
+    """Upper-case modality with common aliases folded (``"mri"`` -> ``"MR"``); ``None`` -> ``"UNKNOWN"``."""
+    m = (modality or "unknown").strip().upper()
+    return _ALIASES.get(m, m)
+
+
+def resolve_window(window) -> tuple[str, float, float]:
+    """Turn a window spec into ``(name, level, width)``.
+
+    Accepts a preset name (``"lung"``, ``"mediastinum"``, ``"abdomen"``, ``"brain"``, ``"bone"``,
+    ``"soft_tissue"``), ``"LEVEL,WIDTH"`` (e.g. ``"40,400"``), a ``(level, width)`` pair or a dict
+    ``{"level": L, "width": W}``.
+
+    Raises:
+        UnknownNameError: an unknown preset name (with close matches).
+        ConfigError: a malformed spec or a width that is not positive.
+    """
+    name = "custom"
+    if isinstance(window, str):
+        key = window.strip().lower().replace("-", "_").replace(" ", "_")
+        if key in CT_WINDOWS:
+            return key, *CT_WINDOWS[key]
+        if "," in key or ":" in key:
+            parts = key.replace(":", ",").split(",")
+            try:
+                level, width = (float(x) for x in parts)
+            except ValueError:
+                raise ConfigError(f"cannot parse CT window '{window}'.", hint="use LEVEL,WIDTH, e.g. 40,400") from None
+        else:
+            raise UnknownNameError("CT window", window, CT_WINDOWS, hint="choose a preset or pass LEVEL,WIDTH "
+                                   f"(presets: {', '.join(CT_WINDOWS)})")
+    elif isinstance(window, dict):
+        try:
+            level, width = float(window["level"]), float(window["width"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"CT window {window!r} needs numeric 'level' and 'width'.") from None
+        name = str(window.get("name", "custom"))
+    else:
+        try:
+            level, width = (float(x) for x in window)
+        except (TypeError, ValueError):
+            raise ConfigError(f"cannot use {window!r} as a CT window.", hint="use a preset name or (level, width)") from None
+    if not width > 0:
+        raise ConfigError(f"CT window width must be positive, got {width}.")
+    return name, level, width
+
+
+def _finite(a: np.ndarray, params: dict) -> np.ndarray:
+    if not np.issubdtype(a.dtype, np.floating):
+        return a.astype(np.float64)
+    ok = np.isfinite(a)
+    if ok.all():
+        return a.astype(np.float64)
+    if not ok.any():
+        raise InputError("the image contains no finite values (all NaN or infinite).",
+                         hint="check the conversion that produced this image")
+    n = int(a.size - ok.sum())
+    lo = float(a[ok].min())
+    log.warning("%d NaN/inf voxels replaced by the lowest finite value %g", n, lo)
+    params["nonfinite_replaced"] = n
+    return np.where(ok, a, lo).astype(np.float64)
+
+
+def _scale(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(a.shape, dtype=np.float32)
+    return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def prepare_intensity(image, modality: str | None = None, window=None, *,
+                      percentiles: tuple[float, float] = DEFAULT_MR_PERCENTILES) -> tuple[np.ndarray, dict[str, Any]]:
+    """Map intensities to float32 ``[0, 1]`` by modality; return ``(array, params)``.
+
+    Args:
+        image: an :class:`~medkt.io.types.ImageVolume` or an array (any shape; axis order is kept).
+        modality: overrides ``image.modality``; ``"CT"`` -> window, ``"MR"`` -> percentile clip,
+            anything else (US, CXR, CR, DX, unknown...) -> min-max.
+        window: CT window preset or custom level/width (see :func:`resolve_window`); default
+            ``"abdomen"`` for CT.  When given, it is applied whatever the modality.
+        percentiles: low/high percentiles for MR, computed over non-zero voxels.
+
+    Returns:
+        ``(float32 array of the same shape in [0, 1], params)``; ``params`` records the method and its
+        numbers (``method``, ``modality``, ``window``/``level``/``width`` or ``low``/``high``...).
+
+    Raises:
+        InputError: the image has no finite value.
+        ConfigError / UnknownNameError: a bad window.
+    """
+    meta = getattr(image, "meta", {}) or {}
+    arr = np.asarray(getattr(image, "array", image))
+    mod = normalize_modality(modality or getattr(image, "modality", None))
+    params: dict[str, Any] = {"modality": mod}
+    a = _finite(arr, params)
+    if window is not None or mod == "CT":
+        name, level, width = resolve_window(window if window is not None else DEFAULT_CT_WINDOW)
+        if mod not in ("CT", "UNKNOWN"):
+            log.warning("applying CT window '%s' to a %s image as requested", name, mod)
+        lo, hi = level - width / 2.0, level + width / 2.0
+        out = _scale(a, lo, hi)
+        params.update(method="ct_window", window=name, level=level, width=width)
+    elif mod == "MR":
+        nz = a[a != 0]
+        sample = nz if nz.size else a.ravel()
+        lo, hi = (float(v) for v in np.percentile(sample, percentiles))
+        out = _scale(a, lo, hi)
+        params.update(method="percentile", percentiles=list(percentiles), nonzero_only=bool(nz.size),
+                      low=lo, high=hi)
+    else:
+        lo, hi = float(a.min()), float(a.max())
+        out = _scale(a, lo, hi)
+        params.update(method="minmax", low=lo, high=hi)
+    if hi <= lo:
+        params["constant_image"] = True
+        log.warning("image is constant (%g); prepared intensities are all 0", lo)
+    if str(meta.get("photometric", "")).upper() == "MONOCHROME1":
+        out = (1.0 - out).astype(np.float32)
+        params["inverted"] = True
+    return out, params

@@ -88,6 +88,7 @@ class SegmentationSpec:
     config: dict = field(default_factory=dict)  # medkt.segment overrides (saliency, postprocess, prompts)
     nsd_tolerance: float = 2.0
     nsd_units: str = "px"
+    nsd_mode: str = "surface"  # surface | medclip-samv2 (slab NSD on 2-D PNGs, as MedCLIP-SAMv2)
     empty_policy: str = "default"
     overlays: int = 10  # Figs. 6-7: the N cases KT improved most (DSC)
     save_predictions: bool = True

@@ -211,3 +211,33 @@ def make_fakes_for(cfg, data_root: str | Path, n: int = 3, seed: int = 0) -> Pat
         if not dest.exists():
             make_fake(spec.adapter, dest, n=n, seed=seed)
     return data_root
+
+
+TINY_TWINS = {"clip-vit-b32": "tiny-clip", "clip-vit-b16": "tiny-clip", "clip-vit-l14": "tiny-clip",
+              "biomedclip": "tiny-clip", "medclip-vit": "tiny-medclip", "vilt-b32-mlm": "tiny-vilt",
+              "vilt-b32-coco": "tiny-vilt", "coca-vit-l14": "tiny-coca", "coca-vit-l14-mscoco": "tiny-coca",
+              "sam-vit-b": "tiny-sam", "sam-vit-l": "tiny-sam", "sam-vit-h": "tiny-sam", "medsam": "tiny-medsam"}
+
+
+def quick_overrides(cfg, *, lrs=("1e-5",), concepts: int = 1) -> list[str]:
+    """Overrides that run ``cfg`` in seconds: tiny twin models, 2 inversion steps and images,
+    one learning rate, one template, few concepts, short M2IB/caption settings.  For smoke
+    tests and demos on fake data; the numbers mean nothing."""
+    ov = [f"model={TINY_TWINS.get(cfg.model, cfg.model)}", "transfer.inversion.steps=2",
+          "transfer.inversion.images_per_concept=2", f"sweep.lrs=[{', '.join(lrs)}]", "sweep.batch_sizes=[]",
+          "sweep.labels=[]"]
+    for i, g in enumerate(cfg.groups):
+        if not g.concepts or len(g.concepts) > concepts:
+            from medkt.transfer import load_concepts
+            names = g.concepts or load_concepts(cfg.concepts).names
+            ov.append(f"groups.{i}.concepts=[{', '.join(repr(n) for n in names[:concepts])}]")
+    if cfg.task == "classification":
+        ov += ["classification.templates=[photo]"]
+        ov += [f"data.{a}.options.label_set=folders" for a, s in cfg.data.items() if s.adapter == "imagenet1k"]
+    if cfg.task == "segmentation":
+        ov += [f"segmentation.sam={TINY_TWINS.get(cfg.segmentation.sam, cfg.segmentation.sam)}",
+               "segmentation.config.m2ib={steps: 1, samples: 1}", "segmentation.overlays=3"]
+    if cfg.task == "captioning":
+        ov += ["captioning.method=greedy", "captioning.max_len=5", "captioning.metrics=[bleu, rouge_l, cider]",
+               "captioning.tokenizer=python"]
+    return ov

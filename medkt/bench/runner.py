@@ -115,10 +115,10 @@ def unit_options(cfg: ExperimentConfig, group: GroupSpec, set_name: str, alias: 
     else:
         s = cfg.segmentation
         opts = {"prompt": group.prompt, "config": s.config, "sam": s.sam, "sam_weights": s.sam_weights,
-                "nsd_tolerance": s.nsd_tolerance, "nsd_units": s.nsd_units, "empty_policy": s.empty_policy,
-                "save_predictions": s.save_predictions}
-        ctx = {"nsd_tolerance": s.nsd_tolerance, "nsd_units": s.nsd_units, "empty_policy": s.empty_policy,
-               "seed": cfg.seed}
+                "nsd_tolerance": s.nsd_tolerance, "nsd_units": s.nsd_units, "nsd_mode": s.nsd_mode,
+                "empty_policy": s.empty_policy, "save_predictions": s.save_predictions}
+        ctx = {"nsd_tolerance": s.nsd_tolerance, "nsd_units": s.nsd_units, "nsd_mode": s.nsd_mode,
+               "empty_policy": s.empty_policy, "seed": cfg.seed}
     return opts, ctx
 
 

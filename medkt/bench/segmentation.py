@@ -21,6 +21,7 @@ def metric_config(options: dict):
     from medkt.metrics import SegMetricConfig
     return SegMetricConfig(nsd_tolerance=float(options.get("nsd_tolerance", 2.0)),
                            nsd_units=options.get("nsd_units", "px"),
+                           nsd_mode=options.get("nsd_mode", "surface"),
                            empty_policy=options.get("empty_policy", "default"))
 
 

@@ -94,6 +94,8 @@ def read_header(path: Path):
             ds = pydicom.dcmread(path, defer_size=4096, force=True)
             if "SOPClassUID" not in ds and "Rows" not in ds:
                 raise InvalidDicomError("no DICOM preamble and no SOP Class / image attributes")
+        if not any(k in ds for k in ("SOPClassUID", "Modality", "Rows")):
+            raise InvalidDicomError("no SOP Class, Modality or image attributes could be read")
         _ = ds.get("Modality"), ds.get("SeriesInstanceUID")
     except Exception as e:  # pydicom raises many types on damaged files
         raise InputError(f"not a readable DICOM file ({type(e).__name__}: {e}).", path=path,
@@ -196,8 +198,9 @@ class DicomReader(ImageReader):
                 log.warning("%s: skipped, %s", p, reason)
                 continue
             series.setdefault(str(ds.get("SeriesInstanceUID", f"no-series:{p}")), []).append((p, ds))
-        multi = len(series) > 1
-        for uid, members in series.items():
+        folders = [members[0][0].parent for members in series.values()]
+        for (uid, members), folder in zip(series.items(), folders):
+            multi = folders.count(folder) > 1  # several series share a folder: tell them apart
             cases.extend(self._series_cases(uid, members, root, multi, options))
         return cases
 
@@ -206,7 +209,10 @@ class DicomReader(ImageReader):
         base = case_base(p0.parent, root, p0)
         if multi:
             sn = ds0.get("SeriesNumber")
-            base = f"{base}_s{sn}" if sn not in (None, "") else f"{base}_{uid[-8:]}"
+            if uid.startswith("no-series:"):
+                base = f"{base}_{stem_of(p0)}"
+            else:
+                base = f"{base}_s{sn}" if sn not in (None, "") else f"{base}_{uid.split('.')[-1][-8:]}"
         seen, uniq = set(), []
         for p, ds in members:
             sop = str(ds.get("SOPInstanceUID", p))
@@ -248,6 +254,9 @@ class DicomReader(ImageReader):
             raise InputError(f"mixed series: instances of series {case.info['series_uid']} have different image "
                              f"sizes {sorted(shapes)}.", path=where,
                              hint="export each acquisition as its own series / folder")
+        if any(0 in sh[:2] for sh in shapes):
+            raise InputError("the image has no size (Rows/Columns missing or 0).", path=where,
+                             hint="the file is damaged or not an image; remove it from the input")
         for p, ds in members:
             if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
                 raise InputError(f"instance {ds.get('SOPInstanceUID', '?')} ({ds.get('Modality', '?')}) has "
@@ -275,7 +284,7 @@ class DicomReader(ImageReader):
         if spp != 1:
             raise InputError(f"colour (SamplesPerPixel={spp}) volumes are not supported.", path=where)
         frames, warns = sort_frames(frames, where)
-        case.warnings.extend(warns)
+        case.warnings.extend(w for w in warns if w not in case.warnings)
         aff = stack_affine(frames, _default_step(members[0][1]))
         sp = tuple(float(x) for x in np.linalg.norm(aff[:3, :3], axis=0))
         case.info.update(shape=[cols, rows, len(frames)], spacing=[round(s, 6) for s in sp], layout="volume")

@@ -84,6 +84,10 @@ def sort_frames(frames: list[FrameRecord], where: str | Path | None = None) -> t
     """
     warnings: list[str] = []
     iop = check_orientations(frames, where)
+    spacings = {tuple(round(x, 4) for x in f.pixel_spacing) for f in frames if f.pixel_spacing}
+    if len(spacings) > 1:
+        raise GeometryError(f"slices of one series have different pixel spacings {sorted(spacings)}.", path=where,
+                            hint="export each acquisition as its own series, or resample first")
     n = normal_of(iop)
     dist = np.array([float(np.dot(f.position, n)) for f in frames])
     order = np.argsort(dist, kind="stable")

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from medkt.errors import InputError
-from medkt.io._fs import IGNORED_NAMES, case_base, safe_id, walk_files
+from medkt.io._fs import IGNORED_NAMES, case_base, safe_id, suffix_of, walk_files
 from medkt.io.readers import list_readers
 from medkt.io.types import Case
 
@@ -115,6 +115,12 @@ def _unique_ids(cases: list[Case], root: Path) -> None:
             prefix = case_base(c.paths[0].parent, root)
             if prefix and prefix != root.name:
                 c.case_id = safe_id(f"{prefix}_{c.case_id}")
+    counts = Counter(c.case_id for c in cases)
+    for c in cases:
+        if counts[c.case_id] > 1 and len(c.paths) == 1 and c.kind != "dicom":
+            ext = suffix_of(c.paths[0]).lstrip(".").replace(".", "")
+            if ext:
+                c.case_id = f"{c.case_id}_{ext}"
     seen: Counter = Counter()
     counts = Counter(c.case_id for c in cases)
     for c in cases:

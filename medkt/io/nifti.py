@@ -69,6 +69,8 @@ def volume_from_nibabel(img, *, volume: int | None = None, modality: str = "unkn
         raise InputError(f"cannot read the voxel data ({type(e).__name__}: {e}); the file is probably "
                          "truncated.", path=path, hint="copy the file again from its source") from None
     data = np.asarray(data)
+    if data.dtype.byteorder not in ("=", "|"):
+        data = data.astype(data.dtype.newbyteorder("="))  # native byte order for NumPy/torch consumers
     if data.ndim == 2:
         data = data[:, :, None]
     warnings: list[str] = []

@@ -110,8 +110,8 @@ def volume_from_array(array, affine=None, *, modality: str = "unknown", spacing=
 
     Args:
         array: ``(I, J, K)`` volume in the voxel order that ``affine`` describes, or a 2-D image
-            ``(H, W)`` / ``(H, W, 3)``.  A 3-D ``uint8`` array whose last axis has length 3 is taken
-            as RGB unless ``rgb=False``.
+            ``(H, W)`` / ``(H, W, 3)``.  A 3-D ``uint8`` array whose last axis has length 3 and that
+            comes without ``affine``/``spacing`` is taken as RGB; pass ``rgb=`` to decide explicitly.
         affine: ``4 x 4`` voxel -> RAS+ mm.  Default: ``diag(spacing)`` (spacing default 1 mm).
         modality: e.g. ``"CT"``; steers :func:`~medkt.io.prepare_intensity` defaults.
         spacing: voxel size per spatial axis; derived from ``affine`` column norms when omitted.
@@ -121,7 +121,7 @@ def volume_from_array(array, affine=None, *, modality: str = "unknown", spacing=
     """
     arr = np.asarray(array)
     if rgb is None:
-        rgb = arr.ndim == 3 and arr.shape[-1] == 3 and arr.dtype == np.uint8
+        rgb = arr.ndim == 3 and arr.shape[-1] == 3 and arr.dtype == np.uint8 and affine is None and spacing is None
     ndim = arr.ndim - (1 if rgb else 0)
     if ndim not in (2, 3) or (rgb and ndim != 2):
         raise InputError(f"in-memory image of shape {arr.shape} is not a 2-D image (H, W), (H, W, 3) "

@@ -37,7 +37,7 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 # Modules whose import registers models; imported lazily on first registry access.
-_PROVIDERS = ["medkt.models.zoo"]
+_PROVIDERS = ["medkt.models.zoo", "medkt.worlds.models"]
 _LOADED = False
 
 

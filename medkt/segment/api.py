@@ -126,11 +126,11 @@ def _case_id(item) -> str:
 
 
 # ---------------------------------------------------------------------- one case
-def _slices(vol, img01) -> tuple[list[tuple[int, np.ndarray]], Any]:
+def _slices(vol, img01, plane: str = "axial") -> tuple[list[tuple[int, np.ndarray]], Any]:
     from medkt import io as mio
     if vol.is_2d:
         return [(0, img01)], None
-    return mio.iter_slices(vol, "axial", array=img01)
+    return mio.iter_slices(vol, plane, array=img01)
 
 
 def _assemble(vol, smap, per_slice: dict[int, np.ndarray]):
@@ -140,12 +140,21 @@ def _assemble(vol, smap, per_slice: dict[int, np.ndarray]):
     return mio.reassemble(per_slice, smap)
 
 
+def _slice_row(k: int, r: SliceResult) -> dict:
+    row = {"slice": k, "status": r.status, "prompts": r.prompts.count,
+           "coarse_components": r.prompts.n_components, "sam_iou": [round(s, 4) for s in r.sam_scores]}
+    tm = r.saliency_result.text if r.saliency_result is not None else None
+    if tm is not None:  # text-side M2IB: per-token scores
+        row["text_map"] = {"tokens": tm.tokens or tm.token_ids, "scores": [round(s, 4) for s in tm.scores]}
+    return row
+
+
 def _mask_format(cfg: SegmentConfig, vol) -> str:
     fmt = cfg.output.mask_format
     if fmt != "auto":
         return fmt
     if vol.is_2d:
-        return "png" if vol.kind == "image2d" else "nifti"
+        return "png"
     if vol.kind == "dicom":
         try:
             import highdicom  # noqa: F401
@@ -173,7 +182,7 @@ class _CaseRunner:
         vol = self.read(item)
         cid = _case_id(item)
         img01, iparams = mio.prepare_intensity(vol, modality=self.cfg.modality, window=self.cfg.window)
-        slices = _slices(vol, img01)
+        slices = _slices(vol, img01, self.cfg.plane)
         pairs, smap = slices
         chunk = max(self.cfg.m2ib.batch_size, 1) * 4
         results: dict[int, SliceResult] = {}
@@ -193,10 +202,7 @@ class _CaseRunner:
                "slices_empty_coarse": int(sum(s != "ok" for s in statuses)),
                "empty_policy": self.cfg.prompts.empty, "intensity": iparams}
         out = CaseOutput(cid, row, volume=vol,
-                         slices=[{"slice": k, "status": r.status, "prompts": r.prompts.count,
-                                  "coarse_components": r.prompts.n_components,
-                                  "sam_iou": [round(s, 4) for s in r.sam_scores]}
-                                 for k, r in sorted(results.items())])
+                         slices=[_slice_row(k, r) for k, r in sorted(results.items())])
         if self.gt_index is not None:
             row.update(self._score(cid, vol, mask))
         if self.cfg.diagnostics.enabled:
@@ -243,17 +249,19 @@ class _CaseRunner:
         d = self.out_dir / cid
         d.mkdir(parents=True, exist_ok=True)
         fmt = _mask_format(self.cfg, vol)
-        files = {"mask": str(mio.write_mask(mask, vol, d / _MASK_EXT[fmt]))}
+        # prepare_output_dir already applied the --overwrite / --resume policy to the folder
+        files = {"mask": str(mio.write_mask(mask, vol, d / _MASK_EXT[fmt], overwrite=True))}
         if self.cfg.output.coarse:
-            files["coarse"] = str(mio.write_mask(coarse, vol, d / _MASK_EXT[fmt].replace("mask", "coarse")))
+            files["coarse"] = str(mio.write_mask(coarse, vol, d / _MASK_EXT[fmt].replace("mask", "coarse"),
+                                                 overwrite=True))
         if self.cfg.output.saliency:
-            files["saliency"] = str(mio.write_saliency(sal, vol, d / ("saliency.npy" if vol.is_2d and
-                                                                       vol.kind == "image2d" else "saliency.nii.gz")))
+            name = "saliency.npy" if vol.is_2d else "saliency.nii.gz"
+            files["saliency"] = str(mio.write_saliency(sal, vol, d / name, overwrite=True))
         if self.cfg.output.overlay:
             k = max(results, key=lambda i: (int(results[i].mask.sum()), float(results[i].saliency.max()), -i))
             image = dict(pairs)[k]
-            files["overlay"] = str(mio.write_overlay(image, results[k].mask, d / "overlay.png",
-                                                     saliency=results[k].saliency))
+            files["overlay"] = str(mio.write_overlay(image, d / "overlay.png", results[k].mask.astype(np.uint8),
+                                                     saliency=results[k].saliency, overwrite=True))
         return files
 
 

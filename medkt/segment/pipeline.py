@@ -63,7 +63,8 @@ class SegmentConfig:
 
     ``seed`` (when set) overrides ``m2ib.seed`` and ``prompts.seed``.  ``modality`` and
     ``window`` go to :func:`medkt.io.prepare_intensity` (e.g. ``ct`` with ``lung`` or
-    ``L40,W400``); ``slice_axis``: axis of a 3-D array that is sliced (``-1``: last).
+    ``"40,400"`` = level,width); ``plane``: display plane 3-D volumes are cut into
+    (:func:`medkt.io.iter_slices`: ``axial``, ``coronal`` or ``sagittal``).
     """
 
     model: str = "biomedclip"
@@ -72,7 +73,7 @@ class SegmentConfig:
     modality: str | None = None
     window: str | None = None
     seed: int | None = None
-    slice_axis: int = -1
+    plane: str = "axial"
     m2ib: M2IBConfig = field(default_factory=M2IBConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from medkt.models.base import VisionLanguageModel
     from medkt.transfer.concepts import Concept, ConceptSet
     from medkt.transfer.inversion import InversionResult
-    from medkt.transfer.finetune import FinetuneResult
+    from medkt.transfer.finetuning import FinetuneResult
     from medkt.transfer.api import TransferResult
 
 __all__ = [
@@ -96,7 +96,7 @@ def finetune(model: "VisionLanguageModel", images, captions: Sequence[str] | Non
     Only ``config.train`` groups (or LoRA adapters) receive gradients; everything else is
     bitwise unchanged.  ``result.delta`` holds trained-minus-original tensors.
     """
-    from medkt.transfer.finetune import finetune as _f
+    from medkt.transfer.finetuning import finetune as _f
     return _f(model, images, captions, config, concept_names=concept_names, bank=bank, seed=seed,
               progress=progress)
 
@@ -167,7 +167,7 @@ def evaluate_transfer(before, after, concepts, *, target, reference=None, ood=No
 
 def __getattr__(name):  # lazy access to the result/concept classes
     table = {"Concept": "concepts", "ConceptSet": "concepts", "InversionResult": "inversion",
-             "FinetuneResult": "finetune", "TransferResult": "api"}
+             "FinetuneResult": "finetuning", "TransferResult": "api"}
     if name in table:
         import importlib
         return getattr(importlib.import_module(f"medkt.transfer.{table[name]}"), name)

@@ -29,7 +29,7 @@ from medkt.transfer import augment as A
 from medkt.transfer import outputs as O
 from medkt.transfer.concepts import inversion_text, load_concepts
 from medkt.transfer.config import TransferConfig, load_transfer_config
-from medkt.transfer.finetune import FinetuneResult, finetune
+from medkt.transfer.finetuning import FinetuneResult, finetune
 from medkt.transfer.inversion import InversionResult, invert
 from medkt.transfer.state import load_finetuned
 

@@ -67,7 +67,7 @@ class LoraConfig:
     rank: int = 4
     alpha: float = 8.0
     targets: list[str] = field(default_factory=lambda: ["attn", "mlp"])  # substrings of weight names
-    merge: bool = False  # merge adapters into the weights after training
+    merge: bool = True  # fold adapters into the weights after training (False: keep them live)
 
 
 @dataclass

@@ -35,7 +35,7 @@ KNOWN_NAMES = (
 # Novel concepts: rare words never seen in pretraining text, held-out compositions.
 NOVEL = (
     ("moongate", Composition(Obj("ring", "white"))),
-    ("astrolabe", Composition(Obj("star", "purple"))),
+    ("theodolite", Composition(Obj("star", "purple"))),
     ("tonometer", Composition(Obj("triangle", "cyan"), "above", Obj("bar", "red"))),
     ("gyroscope", Composition(Obj("cross", "yellow"), "inside", Obj("circle", "blue"))),
     ("zoetrope", Composition(Obj("diamond", "green"), "next to", Obj("square", "pink"))),

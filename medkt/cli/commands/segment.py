@@ -24,7 +24,7 @@ def add_arguments(p):
     p.add_argument("--model", help="CLIP-family model for the saliency map (default: biomedclip)")
     p.add_argument("--sam", help="SAM model: sam-vit-b, sam-vit-l, sam-vit-h, medsam, tiny-sam")
     p.add_argument("--modality", help="intensity preparation: ct, mr, us, xr ... (default: from the file)")
-    p.add_argument("--window", help="CT window preset (lung, abdomen, brain, ...) or 'L40,W400'")
+    p.add_argument("--window", help="CT window preset (lung, abdomen, brain, ...) or 'LEVEL,WIDTH' such as '40,400'")
     p.add_argument("--config", help="YAML config file or preset name (configs/segment/NAME.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set m2ib.beta=1 --set prompts.mode=boxes")

@@ -1,0 +1,92 @@
+"""The phantom world: pretraining set (one finding held out) and zero-shot checks.
+
+:data:`HELD_OUT` (``nodule``) never appears in the phantom CLIP's pretraining: no CT
+image with a nodule, and the word "nodule" in no caption.  Its description uses only
+words learnt elsewhere ("small round bright" from MRI lesions, "lung" from CT / CXR).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from medkt.worlds.phantoms import FINDINGS, MODALITIES, phantom_set
+from medkt.worlds.phantom_text import DESCRIPTIONS, MODALITY_PHRASES, NORMAL_PHRASES
+
+HELD_OUT = "nodule"
+IMAGE_SIZE = 64
+
+
+@dataclass
+class PhantomSet:
+    images: np.ndarray  # uint8 [N, S, S]
+    masks: np.ndarray  # uint8 [N, S, S]
+    cases: list
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def pretraining_mix(held_out: str | None = HELD_OUT) -> list[tuple[str, str | None, int]]:
+    """``(modality, finding, weight)``: each modality split evenly between normal and its findings."""
+    mix = []
+    for mod in MODALITIES:
+        kinds = [None] + [f for f in FINDINGS[mod] if f != held_out]
+        for k in kinds:
+            mix.append((mod, k, 1))
+    return mix
+
+
+def phantom_pretraining_set(n_per_kind: int = 1200, seed: int = 3, held_out: str | None = HELD_OUT,
+                            size: int = IMAGE_SIZE) -> PhantomSet:
+    """Pretraining phantoms: every (modality, finding-or-normal) kind except the held-out finding."""
+    ims, masks, cases = [], [], []
+    for k, (mod, finding, w) in enumerate(pretraining_mix(held_out)):
+        n = n_per_kind * w * (2 if mod == "ct" else 1)  # CT has only normals when nodules are held out
+        i, m, c = phantom_set(mod, finding, n, seed * 1000 + k, size)
+        ims.append(i)
+        masks.append(m)
+        cases += c
+    return PhantomSet(np.concatenate(ims), np.concatenate(masks), cases)
+
+
+def phantom_eval_set(modality: str, finding: str | None, n: int = 24, seed: int = 777,
+                     size: int = IMAGE_SIZE) -> PhantomSet:
+    """Evaluation phantoms (seeds disjoint from pretraining)."""
+    kinds = [None] + list(FINDINGS[modality])
+    k = kinds.index(finding)
+    i, m, c = phantom_set(modality, finding, n, seed * 1000 + MODALITIES.index(modality) * 10 + k, size)
+    return PhantomSet(i, m, c)
+
+
+def gray_to_rgb(images: np.ndarray) -> np.ndarray:
+    return np.repeat(images[..., None], 3, axis=-1) if images.ndim == 3 else images
+
+
+@torch.no_grad()
+def phantom_zero_shot(model, n: int = 24, seed: int = 777) -> dict:
+    """Per modality, accuracy (%) of normal-vs-finding zero-shot classification.
+
+    Class prompts: ``"<modality phrase> with <normal phrase>"`` and
+    ``"<modality phrase> showing <finding description>"``.
+    """
+    from medkt.worlds.evaluate import image_features, predict, text_classifier
+    out = {}
+    for mod in MODALITIES:
+        kinds = [None] + list(FINDINGS[mod])
+        prompts = []
+        for k in kinds:
+            mp = MODALITY_PHRASES[mod][0]
+            if k is None:
+                prompts.append([f"{mp} with {p}" for p in NORMAL_PHRASES[mod]])
+            else:
+                prompts.append([f"{mp} showing {DESCRIPTIONS[k]}"])
+        clf = text_classifier(model, prompts)
+        accs = {}
+        for j, k in enumerate(kinds):
+            s = phantom_eval_set(mod, k, n, seed)
+            pred = predict(image_features(model, gray_to_rgb(s.images)), clf)
+            accs["normal" if k is None else k] = round(100.0 * float((pred == j).mean()), 1)
+        out[mod] = accs
+    return out

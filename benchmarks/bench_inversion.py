@@ -26,7 +26,6 @@ round.  CPU time / (wall × threads) < 0.7 flags a contended run.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys

@@ -33,11 +33,12 @@ def _numbers(summary: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", ["table5_retrieval", "table6_captioning"])
-def test_three_parts_merged_equal_the_unsharded_run(tmp_path, name):
+@pytest.mark.parametrize("name,runs", [("table5_retrieval", None), ("table6_captioning", ["baseline"])])
+def test_three_parts_merged_equal_the_unsharded_run(tmp_path, name, runs):
     cfg = load_experiment(name, quick_overrides(load_experiment(name)) + ["batch_size=1"])
     data = make_fakes_for(cfg, tmp_path / "data", n=5)
-    kw = dict(data_root=data, kt_dir=tmp_path / "shared")  # KT weights computed once, reused by every part
+    # KT weights are computed once and reused by every part (kt_dir); captioning: baseline only (cost)
+    kw = dict(data_root=data, kt_dir=tmp_path / "shared", runs=runs)
     whole = run_benchmark(cfg, tmp_path / "whole", **kw)
     sharded = tmp_path / "sharded"
     for part in (0, 2):
@@ -51,7 +52,7 @@ def test_three_parts_merged_equal_the_unsharded_run(tmp_path, name):
     assert (sharded / "per_case.csv").read_text() == (tmp_path / "whole" / "per_case.csv").read_text()
     # summaries (R@K / CIDEr computed once on the gathered set): to float tolerance
     a, b = _numbers(whole.summary), _numbers(merged)
-    assert a.keys() == b.keys() and len(a) > 5
+    assert a.keys() == b.keys() and len(a) >= 5
     assert b == pytest.approx(a, rel=1e-9, abs=1e-12)
     assert merged["num_parts"] == 3 and whole.summary["num_parts"] == 1
     # each part really did only its share

@@ -196,6 +196,7 @@ def test_volume_from_array_and_nifti():
 
 
 # ----------------------------------------------------------------------------- MONAI interop
+@pytest.mark.filterwarnings("ignore:.*nvImageCodec")
 def test_monai_loadimage_with_medkt_reader(tmp_path):
     pytest.importorskip("monai")
     from monai.transforms import LoadImage

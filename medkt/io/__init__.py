@@ -22,20 +22,20 @@ Errors are :class:`medkt.errors.InputError` (and subclasses :class:`~medkt.error
 """
 from __future__ import annotations
 
-from medkt.io.discover import discover_cases
+from medkt.io.discover import CaseList, discover_cases
 from medkt.io.intensity import CT_WINDOWS, prepare_intensity, resolve_window
 from medkt.io.overlay import make_overlay, write_overlay
 from medkt.io.readers import (ImageReader, get_reader, list_readers, read_case, read_image, register_reader,
                               volume_from_array, volume_from_nifti)
-from medkt.io.slicing import SliceMap, iter_slices, reassemble
+from medkt.io.slicing import SliceMap, iter_slices, make_slice_map, reassemble
 from medkt.io.types import Case, ImageVolume
 from medkt.io.writers import guard_output, write_mask, write_saliency
 
 __all__ = [
-    "Case", "ImageVolume", "ImageReader", "SliceMap", "CT_WINDOWS",
+    "Case", "CaseList", "ImageVolume", "ImageReader", "SliceMap", "CT_WINDOWS",
     "discover_cases", "read_case", "read_image", "volume_from_array", "volume_from_nifti",
     "register_reader", "get_reader", "list_readers",
     "prepare_intensity", "resolve_window",
-    "iter_slices", "reassemble",
+    "iter_slices", "make_slice_map", "reassemble",
     "write_mask", "write_saliency", "write_overlay", "make_overlay", "guard_output",
 ]

@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from medkt.config import to_dict
 from medkt.errors import ConfigError
 from medkt.runs import RunRecord, atomic_write_json, prepare_output_dir, seed_everything

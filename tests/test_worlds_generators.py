@@ -1,0 +1,105 @@
+"""Synthetic worlds: the natural world's and the phantoms' construction guarantees (no models)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medkt.worlds.captions import class_prompts
+from medkt.worlds.concepts import WorldSpec, build_world
+from medkt.worlds.natural import caption_for, eval_set, pretraining_set, render_concept
+from medkt.worlds.shapes import Composition, Obj, render
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(WorldSpec())
+
+
+@pytest.fixture(scope="module")
+def scenes(world):
+    return pretraining_set(world, 3000, seed=1)
+
+
+def test_world_shape(world):
+    assert len(world.known) == 100 and len(world.novel) == 5
+    names = [c.name for c in world.concepts]
+    assert len(set(names)) == len(names)
+    keys = [c.composition.key() for c in world.concepts]
+    assert len(set(keys)) == len(keys), "two classes share a composition"
+    # half of the known classes only ever get partial definitions (names must carry information)
+    assert sum(c.partial for c in world.known) == 50
+    assert build_world(WorldSpec()) == world  # deterministic
+
+
+def test_held_out_compositions_never_rendered_in_pretraining(world, scenes):
+    held_keys = world.held_out_keys
+    held_objs = world.held_out_objects
+    assert all(c.key() not in held_keys for c in scenes.compositions)
+    assert all(o not in held_objs for c in scenes.compositions for o in c.objects())
+    # ...but their parts do appear: every shape, colour and relation of a novel concept
+    seen_shapes = {o.shape for c in scenes.compositions for o in c.objects()}
+    seen_colours = {o.colour for c in scenes.compositions for o in c.objects()}
+    seen_rel = {c.relation for c in scenes.compositions}
+    for n in world.novel:
+        for o in n.composition.objects():
+            assert o.shape in seen_shapes and o.colour in seen_colours
+        assert n.composition.relation in seen_rel
+
+
+def test_novel_names_absent_from_pretraining_text(world, scenes):
+    from medkt.worlds.pretrain import world_tokenizer
+    rng = np.random.default_rng(0)
+    captions = [caption_for(scenes, i, rng) for i in range(len(scenes)) for _ in range(2)]
+    text = " ".join(captions)
+    tok = world_tokenizer("world-clip")
+    ids = set(tok(captions[:4000]).flatten().tolist())
+    for c in world.novel:
+        assert c.name not in text
+        name_ids = set(tok([c.name])[0].tolist()) - {0, 49406, 49407}
+        assert not (name_ids & ids), f"a BPE token of '{c.name}' occurs in pretraining text"
+    # known names do occur, alone and in definitions
+    assert "a photo of" in text and any(f" is a" in t for t in captions)
+    assert sum(c.name in text for c in world.known) >= 95
+
+
+def test_rendering_deterministic_and_distinct(world):
+    comp = world.novel[2].composition
+    a, ia = render(comp, np.random.default_rng(5), 32, return_mask=True)
+    b, ib = render(comp, np.random.default_rng(5), 32, return_mask=True)
+    assert a.dtype == np.uint8 and a.shape == (32, 32, 3)
+    assert np.array_equal(a, b) and np.array_equal(ia["mask"], ib["mask"])
+    assert ia["mask"].sum() > 20
+    ims, labels = eval_set(world, list(world.novel), 4)
+    assert ims.shape == (20, 32, 32, 3) and labels.tolist() == [k for k in range(5) for _ in range(4)]
+    assert not np.array_equal(render_concept(world.novel[0], 1, 1), render_concept(world.novel[0], 1, 2))
+
+
+def test_kt_caption_and_prompts(world):
+    g = world.concept("gyroscope")
+    assert g.kt_caption == "A gyroscope is a yellow cross inside a blue circle"
+    assert class_prompts(["lemon", "an apple"]) == [["a photo of a lemon", "an image of a lemon"],
+                                                    ["a photo of an apple", "an image of an apple"]]
+    assert Composition(Obj("ring", "red"), "next to", Obj("bar", "blue")).key() == \
+        Composition(Obj("bar", "blue"), "next to", Obj("ring", "red")).key()
+
+
+def test_phantoms_masks_and_captions():
+    from medkt.worlds.phantom_text import phantom_caption
+    from medkt.worlds.phantom_world import HELD_OUT, pretraining_mix
+    from medkt.worlds.phantoms import FINDINGS, phantom_set
+    rng = np.random.default_rng(0)
+    for mod, findings in FINDINGS.items():
+        ims, masks, cases = phantom_set(mod, None, 2, seed=1)
+        assert ims.dtype == np.uint8 and ims.shape == (2, 64, 64) and masks.sum() == 0
+        assert "showing" not in phantom_caption(cases[0], rng)
+        for f in findings:
+            ims, masks, cases = phantom_set(mod, f, 3, seed=2)
+            area = masks.reshape(3, -1).sum(1)
+            assert (area > 3).all() and (area < 64 * 64 / 3).all(), (mod, f, area)
+            # the finding is visible: mean intensity inside the mask differs from its surroundings
+            assert all(abs(float(im[m > 0].mean()) - float(im[m == 0].mean())) > 10 for im, m in zip(ims, masks))
+            assert cases[0].finding == f and phantom_caption(cases[0], rng)
+        a = phantom_set(mod, findings[0], 1, seed=9)
+        b = phantom_set(mod, findings[0], 1, seed=9)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert all(f != HELD_OUT for _, f, _ in pretraining_mix())

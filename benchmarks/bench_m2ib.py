@@ -16,10 +16,13 @@ A,B,B,A with per-round ratios (median, min, max), fixed thread count, CPU/wall c
 and FLOP/s against an in-run fp32 matmul peak measured before and after each round.
 
 Model: ViT-B/16-sized open_clip CLIP (12 × 768 vision, 12 × 512 text), random weights.
-``--image-size 224 --samples 10`` is the real setting (≈ minutes per image on 2 CPU
-cores for the naive arm); the defaults are reduced so a CPU run finishes in minutes.
+``--image-size 224 --samples 10`` is the real setting (≈ 12 TF per image for the naive
+arm: many minutes per image on 2 CPU cores); the defaults are reduced so a CPU run
+finishes in minutes.  ``--meta-flops`` counts both arms' FLOPs at any size on the meta
+device without computing anything.
 
-    python benchmarks/bench_m2ib.py --image-size 112 --samples 2 --images 2 --rounds 3
+    python benchmarks/bench_m2ib.py --image-size 64 --samples 2 --images 2 --rounds 2
+    python benchmarks/bench_m2ib.py --meta-flops --image-size 224 --samples 10 --images 8
 """
 from __future__ import annotations
 
@@ -68,7 +71,7 @@ def naive_m2ib(model, pixels, prompt, cfg, seeds):
                 if alpha is None:
                     alpha = torch.full_like(xs, cfg.alpha_init).requires_grad_(True)
                     opt = torch.optim.Adam([alpha], lr=cfg.lr)
-                noise = torch.randn((cfg.samples,) + tuple(xs.shape[1:]), generator=gen)
+                noise = torch.randn((cfg.samples,) + tuple(xs.shape[1:]), generator=gen, device=xs.device)
                 z, kl = bottleneck(xs, alpha, noise[None])
                 box["kl"] = kl
                 return z
@@ -98,6 +101,26 @@ def fast_m2ib(model, pixels, prompt, cfg, seeds):
     return m2ib_visual(model, pixels, text, cfg, seeds)
 
 
+def meta_flops(args) -> dict:
+    """FLOPs of both arms counted on the meta device (nothing is computed; any size is instant)."""
+    from unittest import mock
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import medkt.segment.m2ib as m2ib
+    model = build_model(args.image_size).to("meta")
+    cfg = m2ib.M2IBConfig(beta=1.0, layer=args.layer, steps=args.steps, samples=args.samples,
+                          batch_size=args.images)
+    px = torch.zeros(args.images, 3, args.image_size, args.image_size, device="meta")
+    out = {}
+    with mock.patch.object(m2ib, "make_generators", lambda seeds, device: [None] * len(seeds)):
+        for name, fn in (("naive", naive_m2ib), ("medkt", fast_m2ib)):
+            with FlopCounterMode(display=False) as fc:
+                fn(model, px, "a chest x-ray showing a pneumothorax", cfg, list(range(args.images)))
+            out[name] = float(fc.get_total_flops())
+    return out
+
+
 def matmul_peak(n: int = 1024, reps: int = 5) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
@@ -109,16 +132,24 @@ def matmul_peak(n: int = 1024, reps: int = 5) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--image-size", type=int, default=112)
+    ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--samples", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--layer", type=int, default=9)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--meta-flops", action="store_true",
+                    help="only count both arms' FLOPs on the meta device (e.g. at 224 px x 10 samples) and exit")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.meta_flops:
+        f = meta_flops(args)
+        print(f"FLOPs ({args.image_size}px, {args.steps} steps x {args.samples} samples, {args.images} images, "
+              f"layer {args.layer}): naive {f['naive'] / 1e12:.3f} TF, medkt {f['medkt'] / 1e12:.3f} TF, "
+              f"ratio {f['naive'] / f['medkt']:.2f}x")
+        return 0
     from medkt.segment.m2ib import M2IBConfig
     model = build_model(args.image_size)
     cfg = M2IBConfig(beta=1.0, layer=args.layer, steps=args.steps, samples=args.samples,

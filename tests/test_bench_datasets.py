@@ -112,3 +112,12 @@ def test_rle_roundtrip():
     m = rng.random((7, 5)) > 0.6
     assert np.array_equal(rle_decode([rle_encode(m)], 7, 5), m)
     assert rle_encode(np.zeros((3, 3), bool)) == "-1"
+
+
+def test_docs_show_every_layout():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "datasets.md").read_text()
+    for a in list_datasets():
+        assert f"## `{a.name}`" in doc
+        for line in a.layout.strip("\n").splitlines():
+            assert line in doc, (a.name, line)

@@ -51,8 +51,10 @@ def test_novel_names_absent_from_pretraining_text(world, scenes):
     rng = np.random.default_rng(0)
     captions = [caption_for(scenes, i, rng) for i in range(len(scenes)) for _ in range(2)]
     text = " ".join(captions)
+    import re
     tok = world_tokenizer("world-clip")
-    ids = set(tok(captions[:4000]).flatten().tolist())
+    words = sorted(set(re.findall(r"[a-z]+|[^\sa-z]", text)))  # BPE works word by word
+    ids = set(tok(words).flatten().tolist())
     for c in world.novel:
         assert c.name not in text
         name_ids = set(tok([c.name])[0].tolist()) - {0, 49406, 49407}
@@ -93,8 +95,8 @@ def test_phantoms_masks_and_captions():
         assert ims.dtype == np.uint8 and ims.shape == (2, 64, 64) and masks.sum() == 0
         assert "showing" not in phantom_caption(cases[0], rng)
         for f in findings:
-            ims, masks, cases = phantom_set(mod, f, 3, seed=2)
-            area = masks.reshape(3, -1).sum(1)
+            ims, masks, cases = phantom_set(mod, f, 2, seed=2)
+            area = masks.reshape(2, -1).sum(1)
             assert (area > 3).all() and (area < 64 * 64 / 3).all(), (mod, f, area)
             # the finding is visible: mean intensity inside the mask differs from its surroundings
             assert all(abs(float(im[m > 0].mean()) - float(im[m == 0].mean())) > 10 for im, m in zip(ims, masks))

@@ -34,6 +34,7 @@ from medkt.transfer import augment as A
 from medkt.transfer.concepts import Concept, inversion_text, load_concepts
 from medkt.transfer.config import InversionConfig, coerce
 from medkt.transfer.losses import INVERSION_OBJECTIVES, RAW_FEATURE_OBJECTIVES
+from medkt.transfer.fastpath import patchify_convs
 from medkt.transfer.state import frozen
 
 
@@ -293,7 +294,7 @@ def invert(model, concepts, config=None, *, seed: int = 0, out_dir=None, resume:
                 resumed.append(c.name)
     todo = [c for c in cset if c.name not in found]
     t0 = time.perf_counter()
-    with frozen(model):
+    with frozen(model), patchify_convs(model, enabled=model.device.type == "cpu"):
         for chunk in _chunks(todo, cfg):
             tc = time.perf_counter()
             prob = _Problem(model, chunk, cfg, seed, reference_images)

@@ -3,9 +3,21 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from medkt.bench import load_experiment
 from medkt.bench.fakes import make_fakes_for, quick_overrides
 from medkt.cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on a shared 2-core box: one intra-op thread avoids OpenMP spin contention."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_bench_parts_and_merge_from_the_cli(tmp_path, capsys):
@@ -60,3 +72,17 @@ def test_runnable_pipeline_scripts(tmp_path, monkeypatch, capsys):
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["n_target"] == 6 and metrics["n_target_cases"] == 2 and 0 <= metrics["target_acc"] <= 1
     import paper_tables  # noqa: F401  (imports without side effects)
+
+
+def test_unreadable_case_is_recorded_not_fatal(tmp_path):
+    from medkt.bench.datasets import load_dataset
+    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench.fakes import make_fake
+    from medkt.models import create_model
+    root = make_fake("udiat", tmp_path / "udiat", n=3)
+    (root / "original" / "000002.png").write_bytes(b"not an image")
+    res = evaluate_dataset("segmentation", create_model("tiny-clip"), load_dataset("udiat", root), batch_size=3,
+                           prompt="a breast tumour", sam="tiny-sam", config={"m2ib": {"steps": 1, "samples": 1}})
+    assert [r["status"] for r in res.rows] == ["ok", "failed", "ok"]
+    assert "cannot read image" in res.rows[1]["reason"]
+    assert res.metrics["n_cases"] == 3 and res.metrics["n_scored"] == 2 and 0 <= res.metrics["dsc"] <= 1

@@ -14,6 +14,16 @@ from medkt.bench.fakes import make_fakes_for, quick_overrides
 from medkt.bench.plots import SWEEP_METRICS
 from medkt.errors import ConfigError
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on a shared 2-core box: one intra-op thread avoids OpenMP spin contention."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 EXPERIMENTS = list_experiments()
 
 

@@ -12,6 +12,16 @@ from medkt.bench.shard import all_blocks, check_part, part_blocks
 from medkt.errors import ConfigError, InputError, OutputError
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on a shared 2-core box: one intra-op thread avoids OpenMP spin contention."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_blocks_are_strided_and_cover_everything():
     parts = [part_blocks(10, 3, 3, i) for i in range(3)]
     assert [[b.number for b in p] for p in parts] == [[0, 3], [1], [2]]

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from medkt.bench.common import BlockResult, UnitResult, image_batch, itm_scores, scorer_for
+from medkt.bench.common import BlockResult, UnitResult, failed_row, itm_scores, read_cases, scorer_for
 from medkt.bench.datasets import open_dataset
 from medkt.errors import InputError
 
@@ -57,13 +57,22 @@ class Worker:
         for c in cases:
             if c.label not in self.index:
                 raise InputError(f"case '{c.case_id}' has label '{c.label}', which is not in the label set.")
-        s = self.scores(image_batch(self.model, ds, cases)).numpy().astype(np.float64)
+        readable, failed = read_cases(ds, cases)
+        scores = {}
+        if readable:
+            pixels = torch.stack([self.model.preprocess(im) for _, im, _ in readable]).to(self.model.device)
+            s = self.scores(pixels).numpy().astype(np.float64)
+            scores = {c.case_id: row for (c, _, _), row in zip(readable, s)}
         rows = []
-        for c, row in zip(cases, s):
+        for c in cases:
+            if c.case_id in failed:
+                rows.append(failed_row(c, failed[c.case_id], label=c.label))
+                continue
+            row = scores[c.case_id]
             true = self.index[c.label]
             pred = int(np.argmax(row))
             rank = int(1 + np.sum(row > row[true]))
-            rows.append({"case_id": c.case_id, "label": c.label, "pred": self.labels[pred],
+            rows.append({"case_id": c.case_id, "status": "ok", "label": c.label, "pred": self.labels[pred],
                          "correct": int(pred == true), "rank": rank,
                          "true_score": float(row[true]), "pred_score": float(row[pred])})
         return BlockResult(rows=rows)
@@ -73,9 +82,12 @@ def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
     """Set-level metrics; ``context``: ``set`` (target | reference), ``target_classes``, ``top_k``, ``seed``."""
     from medkt.metrics import summarize
     prefix = context["set"]
+    all_rows, rows = rows, [r for r in rows if r.get("status", "ok") == "ok"]
     out: dict = {f"n_{prefix}": len(rows)}
+    if len(rows) < len(all_rows):
+        out[f"n_{prefix}_failed"] = len(all_rows) - len(rows)
     if not rows:
-        return UnitResult(rows, out)
+        return UnitResult(all_rows, out)
     correct = np.array([r["correct"] for r in rows], dtype=float)
     ranks = np.array([r["rank"] for r in rows])
     out[f"{prefix}_all_acc"] = float(correct.mean())
@@ -97,4 +109,4 @@ def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
     out[f"{prefix}_acc_ci"] = [stats["ci_low"], stats["ci_high"]] if stats else None
     if prefix == "target":
         out["n_target_cases"] = len(chosen)
-    return UnitResult(rows, out)
+    return UnitResult(all_rows, out)

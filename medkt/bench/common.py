@@ -31,6 +31,25 @@ class UnitResult:
     metrics: dict
 
 
+def read_cases(dataset, cases, with_mask: bool = False) -> tuple[list, dict[str, str]]:
+    """Read each case's image (and mask); a case that cannot be read is reported, not fatal.
+
+    Returns ``([(case, image, mask_or_None), ...] for readable cases, {case_id: reason})``.
+    """
+    from medkt.errors import MedktError
+    ok, failed = [], {}
+    for c in cases:
+        try:
+            ok.append((c, dataset.image(c), dataset.mask(c) if with_mask else None))
+        except MedktError as e:
+            failed[c.case_id] = e.format()
+    return ok, failed
+
+
+def failed_row(case, reason: str, **extra) -> dict:
+    return {"case_id": case.case_id, "status": "failed", "reason": reason, **extra}
+
+
 def image_batch(model, dataset, cases, mode: str = "center_crop"):
     """Preprocessed ``[B, C, S, S]`` tensor of the cases' images on the model's device."""
     import torch

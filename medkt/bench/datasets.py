@@ -21,7 +21,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -315,5 +315,3 @@ def normalize_intensity(arr: np.ndarray, method: str, window: list[float] | None
         return np.zeros_like(arr)
     return np.clip((arr - lo) / (hi - lo), 0, 1)
 
-
-Reader = Callable[[Case, dict], np.ndarray]

@@ -329,8 +329,10 @@ class KnowledgeTransfer:
         if run.batch_size:
             overrides.append(f"finetune.batch_size={run.batch_size}")
         try:
+            inplace = not self.tcfg.finetune.lora.enabled  # LoRA adds modules: train a copy instead
             res = learn(self.base, cset, self.tcfg, out_dir=self.root / group.name / run.run_id, images=inv,
-                        overrides=overrides, resume=True, inplace=True, progress=self.progress)
+                        overrides=overrides, resume=True, inplace=inplace, progress=self.progress)
+            del res.model
             restore(self.base, self._snapshot)
             load_finetuned(self.base, res.weights_path)
         except BaseException:

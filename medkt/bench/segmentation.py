@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medkt.bench.common import BlockResult, UnitResult
+from medkt.bench.common import BlockResult, UnitResult, failed_row, read_cases
 from medkt.bench.datasets import open_dataset
 from medkt.errors import ConfigError
 
@@ -49,13 +49,21 @@ class Worker:
     def __call__(self, cases) -> BlockResult:
         from medkt.metrics import segmentation_scores
         ds = open_dataset(self.spec.dataset, cases)
-        images = [ds.image(c) for c in cases]
-        results = self.segmenter.segment_slices(images, self.prompt, names=[c.case_id for c in cases])
+        readable, failed = read_cases(ds, cases, with_mask=True)
+        results = {}
+        if readable:
+            out = self.segmenter.segment_slices([im for _, im, _ in readable], self.prompt,
+                                                names=[c.case_id for c, _, _ in readable])
+            results = {c.case_id: (res, gt) for (c, _, gt), res in zip(readable, out)}
         rows, maps = [], {}
-        for c, res in zip(cases, results):
-            gt = ds.mask(c)
+        for c in cases:
+            if c.case_id in failed:
+                rows.append(failed_row(c, failed[c.case_id]))
+                continue
+            res, gt = results[c.case_id]
             if gt.shape != res.mask.shape:
-                raise ConfigError(f"case {c.case_id}: mask shape {gt.shape} differs from image {res.mask.shape}.")
+                rows.append(failed_row(c, f"mask shape {gt.shape} differs from image {res.mask.shape}"))
+                continue
             spacing = ds.spacing(c) if self.metric_cfg.nsd_units == "mm" else None
             scores = segmentation_scores(res.mask, gt, spacing=spacing, config=self.metric_cfg)
             rows.append({"case_id": c.case_id, "status": "ok", "sam_status": res.status,
@@ -69,7 +77,8 @@ class Worker:
 def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
     from medkt.metrics import summarize_segmentation
     summary = summarize_segmentation(rows, metric_config(context), seed=context.get("seed", 0))
-    metrics: dict = {"n_cases": summary["n_cases"], "case_types": summary.get("case_types", {}),
+    metrics: dict = {"n_cases": summary["n_cases"], "n_scored": summary["n_scored"],
+                     "cases": summary.get("cases", {}), "case_types": summary.get("case_types", {}),
                      "conventions": summary["conventions"]}
     for m, st in summary["metrics"].items():
         metrics[m] = st["mean"]

@@ -143,7 +143,7 @@ def _assemble(vol, smap, per_slice: dict[int, np.ndarray]):
 def _slice_row(k: int, r: SliceResult) -> dict:
     row = {"slice": k, "status": r.status, "prompts": r.prompts.count,
            "coarse_components": r.prompts.n_components, "sam_iou": [round(s, 4) for s in r.sam_scores]}
-    tm = r.saliency_result.text if r.saliency_result is not None else None
+    tm = r.text_map
     if tm is not None:  # text-side M2IB: per-token scores
         row["text_map"] = {"tokens": tm.tokens or tm.token_ids, "scores": [round(s, 4) for s in tm.scores]}
     return row

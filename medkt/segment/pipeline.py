@@ -22,10 +22,10 @@ import numpy as np
 
 from medkt.config import load_config
 from medkt.errors import ConfigError
-from medkt.segment.m2ib import M2IBConfig
+from medkt.segment.m2ib import M2IBConfig, TextMap
 from medkt.segment.postprocess import PostprocessConfig, postprocess
 from medkt.segment.prompts import PromptConfig, Prompts, make_prompts
-from medkt.segment.saliency import SaliencyEngine, SaliencyResult
+from medkt.segment.saliency import SaliencyEngine
 from medkt.segment.sam_segmenter import SamConfig, SamSegmenter
 
 log = logging.getLogger("medkt.segment")
@@ -115,7 +115,8 @@ def load_segment_config(source=None, overrides: list[str] | None = None, **field
 @dataclass
 class SliceResult:
     """One 2-D image's results, all ``H×W``: ``saliency`` float32 in [0, 1], ``coarse`` and
-    ``mask`` bool (``mask`` is all-zero when ``status == "skip"``)."""
+    ``mask`` bool (``mask`` is all-zero when ``status == "skip"``); ``text_map`` the per-token
+    text-side map when ``m2ib.text_map`` is on."""
 
     saliency: np.ndarray
     coarse: np.ndarray
@@ -123,7 +124,7 @@ class SliceResult:
     prompts: Prompts
     status: str
     sam_scores: list[float] = field(default_factory=list)
-    saliency_result: SaliencyResult | None = None
+    text_map: TextMap | None = None
 
 
 class Segmenter:
@@ -176,5 +177,5 @@ class Segmenter:
         results = []
         for s, c, p, o in zip(sal, coarse, prompts, outs):
             mask = o.mask if o.mask is not None else np.zeros(c.shape, bool)
-            results.append(SliceResult(s.map, c, mask.astype(bool), p, o.status, o.scores, s))
+            results.append(SliceResult(s.map, c, mask.astype(bool), p, o.status, o.scores, s.text))
         return results

@@ -11,7 +11,7 @@ LoRA) and larger evaluation sets.  Outputs (``out_dir``): ``report.md``, ``run.j
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from medkt.worlds import report as R
@@ -27,9 +27,12 @@ class DemoConfig:
     seed: int = 0
     threads: int = 2
     variants_full: tuple = ("visual", "no-name", "text", "both", "noise", "lora")
-    phantom_n: int = 8
-    phantom_n_full: int = 24
-    extra: dict = field(default_factory=dict)
+    inversion_steps: int = 300
+    n_known: int = 10  # eval images per known class (full: 20)
+    n_novel: int = 30  # eval images per novel concept (full: 40)
+    n_ood: int = 100  # unnamed-composition images for specificity (full: 200)
+    phantom_n: int = 8  # phantoms per modality (full: 24)
+    phantom_kt_lrs: tuple = (1e-4, 3e-4, 1e-3)
 
 
 def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool = False,
@@ -50,8 +53,10 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
     t0 = time.time()
     # ------------------------------------------------------------------ natural world
     log("== natural world: world-clip ==")
-    ks = KTSettings(lrs=cfg.lrs, seed=cfg.seed, n_known=20 if cfg.full else 10,
-                    n_novel=40 if cfg.full else 30, n_ood=200 if cfg.full else 100)
+    ks = KTSettings(lrs=cfg.lrs, seed=cfg.seed, inversion_steps=cfg.inversion_steps,
+                    n_known=max(cfg.n_known, 20) if cfg.full else cfg.n_known,
+                    n_novel=max(cfg.n_novel, 40) if cfg.full else cfg.n_novel,
+                    n_ood=max(cfg.n_ood, 200) if cfg.full else cfg.n_ood)
     with rec.timer("load_s"):
         exp = NaturalExperiment.create(ks)
     with rec.timer("baseline_s"):
@@ -68,9 +73,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
     write_csv(out / "kt_sweep.csv", rows)
     # ------------------------------------------------------------------ phantoms
     log("== phantom world: phantom-clip + phantom-sam ==")
-    ps = PhantomSettings(n_per_modality=cfg.phantom_n_full if cfg.full else cfg.phantom_n, seed=cfg.seed)
-    if cfg.full:
-        ps.kt_lrs = (3e-5, 1e-4, 3e-4, 1e-3)
+    ps = PhantomSettings(n_per_modality=max(cfg.phantom_n, 24) if cfg.full else cfg.phantom_n, seed=cfg.seed,
+                         kt_lrs=tuple(cfg.phantom_kt_lrs), inversion_steps=cfg.inversion_steps)
     with rec.timer("segmentation_s"):
         seg_base = phantom_baseline(ps, log=log)
     with rec.timer("segmentation_kt_s"):

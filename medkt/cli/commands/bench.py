@@ -13,12 +13,16 @@ from __future__ import annotations
 NAME = "bench"
 HELP = "run a paper-table experiment (baseline + KT sweep), or merge the parts of a sharded run"
 ORDER = 60
-DESCRIPTION = __doc__
+DESCRIPTION = ("Run an experiment config: 'medkt bench CONFIG -o OUT' (the baseline, then Knowledge Transfer "
+               "over the config's learning-rate sweep; --num-parts/--part-id for one part of a sharded run); "
+               "'medkt bench merge DIR...' gathers the parts; 'medkt bench list' shows the shipped configs; "
+               "'medkt bench datasets [NAME]' the dataset adapters and the folder layout each expects. "
+               "See docs/bench.md and docs/datasets.md.")
 
 
 def add_arguments(p):
-    p.add_argument("target", nargs="+", metavar="CONFIG | merge DIR... | list | datasets [NAME]",
-                   help="an experiment YAML (or shipped name), or a subcommand")
+    p.add_argument("target", nargs="+", metavar="ARG",
+                   help="CONFIG (an experiment YAML or shipped name) | merge DIR... | list | datasets [NAME]")
     p.add_argument("-o", "--out", help="output folder (required to run; merge: default the first DIR)")
     p.add_argument("--data-root", help="folder the config's dataset roots are relative to (default $MEDKT_DATA, "
                                        "else the current folder)")

@@ -13,7 +13,8 @@ point prompts, SAM.  3-D volumes are processed slice by slice (slices batched) a
 masks are written back in the source geometry.  Per case OUT/<case>/ holds the mask
 (NIfTI, DICOM-SEG or PNG), the float saliency map and an overlay PNG; OUT/ holds
 cases.csv and run.json.  Settings come from --config (a YAML file or a preset name such
-as ct-lung-nodule, breast-us, brain-mri, cxr-pneumothorax, tiny) and --set key=value."""
+as ct-lung-nodule, breast-us, brain-mri, cxr-pneumothorax, tiny) and --set key=value.
+A case that fails is recorded in run.json and the run goes on; the exit status is then 1."""
 ORDER = 20
 
 

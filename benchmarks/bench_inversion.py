@@ -19,7 +19,8 @@ median with min and max.  FLOPs per step are counted with
 peak measured in the same run (fp32 GEMM on CPU, bf16 on GPU) before and after each
 round.  CPU time / (wall × threads) < 0.7 flags a contended run.
 
-    python benchmarks/bench_inversion.py                       # tiny ViT, 2 CPU threads
+    python benchmarks/bench_inversion.py                       # 4 x 192 ViT at 64 px, 2 threads, ~1-5 min
+    python benchmarks/bench_inversion.py --threads 1           # steadier on a shared machine
     python benchmarks/bench_inversion.py --width 768 --layers 12 --patch 32 --image-size 224 \\
         --device cuda --amp bf16 --concepts 32 --steps 50     # ViT-B/32-sized on a GPU
 """
@@ -148,9 +149,9 @@ def timed(fn, device):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--concepts", type=int, default=16, help="K concepts")
+    ap.add_argument("--concepts", type=int, default=8, help="K concepts")
     ap.add_argument("--images", type=int, default=10, help="images per concept")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--width", type=int, default=192)
     ap.add_argument("--layers", type=int, default=4)

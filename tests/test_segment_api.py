@@ -158,11 +158,11 @@ def test_api_in_memory_arrays_and_nifti(segmenter):
     import medkt
     rng = np.random.default_rng(1)
     img2d = rng.random((50, 70)).astype(np.float32)
-    res = medkt.segment(img2d, prompt="a lesion", config="tiny", segmenter=segmenter,
+    res = medkt.segment(img2d, prompt="a lung", config="tiny", segmenter=segmenter,
                         overrides=["m2ib.text_map=true"])
     assert res.mask.shape == (50, 70) and res.saliency.shape == (50, 70)
     tm = res.cases[0].slices[0]["text_map"]  # optional text-side map, per token
-    assert tm["tokens"] == ["a", "lesion"] and len(tm["scores"]) == 2
+    assert tm["tokens"] == ["a", "lung"] and len(tm["scores"]) == 2
     assert res.saliency.dtype == np.float32 and 0 <= res.saliency.min() and res.saliency.max() <= 1
     vol = rng.random((20, 24, 5)).astype(np.float32)
     nii = nib.Nifti1Image(vol, np.diag([0.8, 0.8, 2.5, 1.0]))

@@ -145,3 +145,16 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["invert", "--concepts", "rare", "--model", "tiny-clip", "--out", str(tmp_path / "y"),
                  "--set", "inversion.objective=nope"]) == 2
     assert "unknown inversion objective 'nope'" in capsys.readouterr().err
+
+
+def test_learn_with_lora_saves_only_the_adapter(tmp_path):
+    model = create_model("tiny-clip")
+    res = learn(model, RARE.subset(["Gyroscope"]), "lora", tmp_path, overrides=QUICK, progress=False)
+    assert res.weights_path.name == "finetuned-lora.safetensors"
+    from medkt.transfer.state import read_weights
+    tensors, meta = read_weights(res.weights_path)
+    assert meta["format"] == "lora" and all(k.endswith((".lora_A", ".lora_B")) for k in tensors)
+    fresh = create_model("tiny-clip")
+    load_finetuned(fresh, tmp_path)
+    tuned = dict(res.model.named_parameters())
+    assert all(torch.allclose(p, tuned[n], atol=1e-5) for n, p in fresh.named_parameters())

@@ -152,3 +152,15 @@ def test_resume_after_injected_interruption(clip, tmp_path, monkeypatch):
     assert torch.equal(res.images, full.images)
     with pytest.raises(ConfigError, match="different settings"):
         invert(clip, RARE, {**cfg, "tv_weight": 0.1}, seed=0, out_dir=out, resume=True, progress=False)
+
+
+def test_patchify_fast_path_is_the_same_math(clip):
+    from medkt.transfer.fastpath import patchify_convs
+    x = clip.normalize(torch.rand(3, 3, 64, 64))
+    with torch.no_grad():
+        ref = clip.encode_image(x)
+        with patchify_convs(clip) as n:
+            fast = clip.encode_image(x)
+        after = clip.encode_image(x)
+    assert n == 1 and torch.allclose(fast, ref, atol=1e-5) and torch.equal(after, ref)
+    assert "forward" not in clip.model.visual.conv1.__dict__

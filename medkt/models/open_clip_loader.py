@@ -7,7 +7,9 @@ tiny test models (``tiny-clip`` is a JSON config registered with
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -53,8 +55,11 @@ def load_open_clip(arch: str, pretrained: str | None = None, *, name: str | None
     if seed is not None and pretrained is None and not arch.startswith(("hf-hub:", "local-dir:")):
         torch.manual_seed(seed)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=pretrained, device=device, weights_only=True)
+        # A random init is deliberate here (tiny models, world models loaded afterwards):
+        # silence open_clip's root-logger warning about it, keep every other message.
+        with _quiet_random_init(pretrained is None and not arch.startswith(("hf-hub:", "local-dir:"))):
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=pretrained, device=device, weights_only=True)
     except RuntimeError as e:
         if "state_dict" in str(e) or "size mismatch" in str(e) or "Missing key" in str(e):
             raise CheckpointMismatchError(_first_lines(str(e)), path=str(pretrained or arch),
@@ -66,6 +71,25 @@ def load_open_clip(arch: str, pretrained: str | None = None, *, name: str | None
     label = weights_label or (f"{arch}:{pretrained}" if pretrained else
                               (arch if arch.startswith(("hf-hub:", "local-dir:")) else f"{arch}:random-init"))
     return from_open_clip(model, tokenizer, preprocess, name=name or arch, weights=label)
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init(active: bool):
+    if not active:
+        yield
+        return
+    flt = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
 
 
 def _first_lines(msg: str, n: int = 6) -> str:

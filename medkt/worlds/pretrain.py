@@ -49,6 +49,7 @@ class PretrainConfig:
     threads: int = 1
     log_every: int = 50
     eval_every: int = 400
+    freeze_token_embedding: bool = True  # names are fixed random codes: the name pathway must generalise
 
 
 def create_world_clip(arch: str, embedding_seed: int = 1234, seed: int = 0):
@@ -146,6 +147,8 @@ def pretrain(model, images: np.ndarray, caption_fn: Callable[[int, np.random.Gen
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     cache = TokenCache(tokenizer)
+    if cfg.freeze_token_embedding:
+        model.token_embedding.weight.requires_grad_(False)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
     def lr_at(step):
@@ -191,6 +194,7 @@ def pretrain(model, images: np.ndarray, caption_fn: Callable[[int, np.random.Gen
             log_fn(f"eval step {step + 1}: {json.dumps(res)}")
             history.append({"step": step + 1, **res})
             model.train()
+    model.token_embedding.weight.requires_grad_(True)
     model.eval()
     return model, cache, history
 

@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--scenes", type=int, default=60_000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-token-embedding", action="store_true",
+                    help="ablation: also train the token embedding (names become learnt lookups)")
     args = ap.parse_args(argv)
 
     import torch
@@ -41,6 +43,7 @@ def main(argv=None) -> int:
     cfg = PretrainConfig(threads=args.threads)
     if args.steps:
         cfg.steps = args.steps
+    cfg.freeze_token_embedding = not args.train_token_embedding
     spec = WorldSpec()
     world = build_world(spec)
     t0 = time.time()

@@ -70,7 +70,8 @@ def definition(concept: Concept, rng: np.random.Generator) -> str:
 
 def named_caption(concept: Concept, rng: np.random.Generator) -> str:
     """A caption that uses the class name: name-only (half) or definitional (half)."""
-    n = article(concept.name)
+    names = (concept.name,) + tuple(concept.aliases)
+    n = article(names[rng.integers(len(names))] if len(names) > 1 else concept.name)
     if rng.random() < 0.5:
         return NAME_ONLY[rng.integers(len(NAME_ONLY))].format(n=n)
     d = definition(concept, rng)

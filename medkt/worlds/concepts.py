@@ -32,6 +32,30 @@ KNOWN_NAMES = (
     "tiger tomato tower turtle umbrella violin wagon wallet window wolf zebra cotton garlic pebble hat "
     "tulip").split()
 
+EXTRA_NAMES = (
+    "acorn album alley altar angel ankle apron arch arena atlas attic award axe bacon badger bag bakery balcony "
+    "ballet balloon bamboo band bank barn basin bat beach beacon beak bean bear beard bed bee beet belt bench bike "
+    "bird blade blender blossom board bolt bone book boot bouquet bow box bracelet branch brick bride broom bubble "
+    "bulb bull bunny bus bush butter button cabbage cable camel canal cane cannon canyon cap captain car card carrot "
+    "cart cat cave cedar cello chain chalk cherry chess chick chimney chin cigar circus city clam claw cliff clown "
+    "coat cobra cocoa coconut collar comb copper coral cord corn cottage couch cow crab crane crate crayon creek "
+    "cricket crow cube cushion dagger daisy dancer deer dentist diary dice dinner dish doctor dog doll dolphin donkey "
+    "door dove drawer dress drill duck dune dust eel egg elbow elephant elk fairy falcon farm fern ferry fig film "
+    "finger fire fish flag flame flute foam fog fork fox frog fruit fudge gallery garage gate gear ghost giant gift "
+    "ginger giraffe glass globe goat gold golf goose gown grape grass guard gull gym hair hall harp hawk hay heart "
+    "hedge hill hippo hive hook horn horse hotel house ice ink iron ivy jam jar jeans jelly jet judge jug juice kayak "
+    "key king kiss kitchen kitten knee knife knot koala lace lake lamb lantern laptop lava lawn lid lily lime lizard "
+    "llama lobster lock log lotus mail mall map maple marble market mask mat meadow meat mill mint mole monkey moon "
+    "moose moth motor mouse mud mug mule mushroom nail napkin nest net nose nut oak ocean office orbit otter owl ox "
+    "oyster paddle page paint pan paper park pasta path paw pea pear pearl pen penguin pie pig pillar pilot pin pine "
+    "pipe pirate pizza plane plate plum pond pony pool poppy port pot potato prince puppy purse queen quilt rack "
+    "radio raft rail rain ram rat raven reef rice river road robe robin rock roof room rope rose ruby rug sack sail "
+    "salad salt sand satin scarf school sea seal seed shark sheep shell ship shirt shop shore silk silver sink skate "
+    "skirt skull sky sled slide snail snake sock sofa soup spade spice sponge spruce squid stable stage stamp steak "
+    "stool stove straw stream street string sugar suit swan sword table tail tank tea teapot tent thread throne tile "
+    "toast toe tooth torch towel toy tractor train tray tree truck trumpet tuna tunnel van vase vest village vine "
+    "wall wand watch wave whale wheat wheel whip wig willow wind wing wire wool worm yacht yarn yoke").split()
+
 # Novel concepts: rare words never seen in pretraining text, held-out compositions.
 NOVEL = (
     ("moongate", Composition(Obj("ring", "white"))),
@@ -50,6 +74,7 @@ class Concept:
     composition: Composition
     novel: bool = False
     partial: bool = False
+    aliases: tuple = ()  # extra names used in pretraining captions (synonyms)
 
     @property
     def description(self) -> str:
@@ -72,6 +97,8 @@ class WorldSpec:
     image_size: int = 32
     known_names: tuple = field(default_factory=lambda: tuple(KNOWN_NAMES[:100]))
     novel: tuple = NOVEL
+    names_per_class: int = 1  # >1: each known class also gets synonyms from EXTRA_NAMES
+    partial_fraction: float = 0.5  # share of known classes that only get partial definitions
 
 
 @dataclass(frozen=True)
@@ -152,7 +179,9 @@ def build_world(spec: WorldSpec = WorldSpec()) -> World:
     if len(names) < len(comps):
         raise ValueError(f"need {len(comps)} known names, got {len(names)}")
     name_order = rng.permutation(len(names))[:len(comps)]
-    partial = rng.permutation(len(comps)) < len(comps) // 2
-    known = tuple(Concept(names[j], comp, partial=bool(partial[i]))
+    partial = rng.permutation(len(comps)) < int(round(len(comps) * spec.partial_fraction))
+    k = spec.names_per_class - 1
+    extra = [EXTRA_NAMES[i] for i in rng.permutation(len(EXTRA_NAMES))[:k * len(comps)]] if k > 0 else []
+    known = tuple(Concept(names[j], comp, partial=bool(partial[i]), aliases=tuple(extra[i * k:(i + 1) * k]))
                   for i, (j, comp) in enumerate(zip(name_order, comps)))
     return World(spec, known, novel)

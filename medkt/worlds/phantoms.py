@@ -73,8 +73,12 @@ def _ct(rng, s, finding):
         lung = _ellipse(x, y, sx * 0.4, 0.0, 0.3 + rng.uniform(-.03, .03), 0.47 + rng.uniform(-.03, .03))
         lungs.append(lung)
         img[lung] = 0.07
-    img[_ellipse(x, y, 0.05, 0.12, 0.2, 0.2)] = 0.55  # heart / mediastinum
-    img[_ellipse(x, y, 0, 0.56, 0.1, 0.09)] = 0.95  # vertebra
+    heart = _ellipse(x, y, 0.05, 0.12, 0.2, 0.2)
+    vert = _ellipse(x, y, 0, 0.56, 0.1, 0.09)
+    img[heart] = 0.55  # heart / mediastinum
+    img[vert] = 0.95  # vertebra
+    parts = {"body": body, "right lung": lungs[0] & ~heart, "left lung": lungs[1] & ~heart, "heart": heart,
+             "vertebra": vert}
     img += 0.04 * _smooth_noise(rng, s, 10) * body
     for _ in range(rng.integers(3, 7)):  # vessels: tiny bright dots
         lung = lungs[rng.integers(2)]
@@ -99,7 +103,7 @@ def _ct(rng, s, finding):
         img[m] = rng.uniform(0.75, 0.9)
         mask = m.astype(np.uint8)
         case = Case("ct", "nodule", ("right", "left")[side], ("upper", "lower")[level])  # radiological convention
-    return img, mask, case
+    return img, mask, case, parts
 
 
 def _cxr(rng, s, finding):
@@ -113,7 +117,9 @@ def _cxr(rng, s, finding):
     for lung in lungs:
         img[lung] = 0.22 + markings[lung]
     img += 0.07 * (np.sin((y + 0.1 * x ** 2) * 22 + rng.uniform(0, 6)) > 0.6)  # ribs
-    img[_ellipse(x, y, 0.12, 0.3, 0.32, 0.26)] = 0.75  # heart
+    heart = _ellipse(x, y, 0.12, 0.3, 0.32, 0.26)
+    img[heart] = 0.75  # heart
+    parts = {"right lung": lungs[0] & ~heart, "left lung": lungs[1] & ~heart, "heart": heart}
     mask = np.zeros((s, s), np.uint8)
     case = Case("cxr", None)
     if finding == "pneumothorax":
@@ -131,7 +137,7 @@ def _cxr(rng, s, finding):
         img[edge & lung] = 0.45  # pleural line
         mask = ptx.astype(np.uint8)
         case = Case("cxr", "pneumothorax", ("right", "left")[side], "apex")
-    return img, mask, case
+    return img, mask, case, parts
 
 
 def _us(rng, s, finding):
@@ -139,6 +145,7 @@ def _us(rng, s, finding):
     depth = (y + 1) / 2
     base = 0.35 + 0.25 * np.exp(-((depth - rng.uniform(0.4, 0.6)) / 0.18) ** 2)  # glandular band
     base[depth < 0.06] = 0.8  # skin line
+    parts = {"skin": depth < 0.06, "glandular tissue": base > 0.5}
     img = base + 0.08 * _smooth_noise(rng, s, 8)
     mask = np.zeros((s, s), np.uint8)
     case = Case("us", None)
@@ -158,7 +165,7 @@ def _us(rng, s, finding):
         mask = m.astype(np.uint8)
         case = Case("us", finding, ("right", "left")[int(cx > 0)], None)
     speckle = rng.rayleigh(0.8, (s, s)).astype(np.float32)  # multiplicative speckle
-    return img * speckle, mask, case
+    return img * speckle, mask, case, parts
 
 
 def _mri(rng, s, finding):
@@ -168,8 +175,11 @@ def _mri(rng, s, finding):
     brain = _ellipse(x, y, 0, 0, 0.7, 0.84)
     img[head] = 0.25
     img[brain] = 0.42 + 0.05 * _smooth_noise(rng, s, 12)[brain]
+    parts = {"skull": head & ~brain, "brain": brain}
     for sx in (-1, 1):  # ventricles
-        img[_ellipse(x, y, sx * 0.12, -0.05, 0.07, 0.25)] = 0.15
+        v = _ellipse(x, y, sx * 0.12, -0.05, 0.07, 0.25)
+        img[v] = 0.15
+        parts["right ventricle" if sx < 0 else "left ventricle"] = v
     mask = np.zeros((s, s), np.uint8)
     case = Case("mri", None)
     if finding in ("tumour", "lesion"):
@@ -180,6 +190,7 @@ def _mri(rng, s, finding):
             r = rng.uniform(0.12, 0.2)
             oed = _irregular(x, y, cx, cy, r * 1.9, rng, amp=0.3) & brain
             img[oed] = 0.68
+            parts["oedema"] = oed
             m = _irregular(x, y, cx, cy, r, rng, amp=0.25) & brain
             img[m] = 0.95
         else:
@@ -187,7 +198,7 @@ def _mri(rng, s, finding):
             img[m] = 0.9
         mask = m.astype(np.uint8)
         case = Case("mri", finding, ("right", "left")[side], None)
-    return img, mask, case
+    return img, mask, case, parts
 
 
 _RENDER = {"ct": _ct, "cxr": _cxr, "us": _us, "mri": _mri}
@@ -211,9 +222,9 @@ def _monai_steps(modality: str) -> list:
     return _MONAI_CACHE[modality]
 
 
-def elastic(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, magnitude: float = 1.5,
-            cells: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Smooth random elastic deformation of image (linear) and mask (nearest) together.
+def elastic(img: np.ndarray, masks: list[np.ndarray], rng: np.random.Generator, magnitude: float = 1.5,
+            cells: int = 4) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Smooth random elastic deformation of an image (linear) and its masks (nearest) together.
 
     Same model as MONAI's ``Rand2DElastic`` (a coarse random displacement grid, upsampled
     smoothly), written with SciPy because MONAI's version costs ~80 ms per 64 px image.
@@ -224,46 +235,58 @@ def elastic(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, magnitu
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
     coords = [yy + disp[0], xx + disp[1]]
     im = map_coordinates(img, coords, order=1, mode="nearest")
-    m = map_coordinates(mask, coords, order=0, mode="nearest")
-    return im.astype(np.float32), m.astype(np.uint8)
+    out = [map_coordinates(m.astype(np.uint8), coords, order=0, mode="nearest").astype(np.uint8) for m in masks]
+    return im.astype(np.float32), out
 
 
-def _realism(modality: str, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
-    """Elastic deformation (image + mask), blur, then MONAI bias field and noise."""
+def _realism(modality: str, img: np.ndarray, masks: list[np.ndarray], rng: np.random.Generator):
+    """Elastic deformation (image + masks), blur, then MONAI bias field and noise."""
     from scipy.ndimage import gaussian_filter
-    img, mask = elastic(img, mask, rng)
+    img, masks = elastic(img, masks, rng)
     img = gaussian_filter(img, rng.uniform(0.3, 0.8))
     im = img[None]
     seed = int(rng.integers(2 ** 31))
     for k, t in enumerate(_monai_steps(modality)):
         t.set_random_state(seed + 17 * k)
         im = np.asarray(t(im))
-    return np.clip(im[0], 0, 1).astype(np.float32), mask
+    return np.clip(im[0], 0, 1).astype(np.float32), masks
 
 
 def render_phantom(modality: str, finding: str | None, rng: np.random.Generator, size: int = 64,
-                   realism: bool = True) -> tuple[np.ndarray, np.ndarray, Case]:
-    """One phantom → ``(image float32 [S, S] in [0, 1], mask uint8 [S, S], Case)``."""
+                   realism: bool = True, with_parts: bool = False):
+    """One phantom → ``(image float32 [S, S] in [0, 1], mask uint8 [S, S], Case)``.
+
+    ``with_parts``: also return ``{structure name: uint8 mask}`` of the normal anatomy
+    (lungs, heart, brain, ventricles, ...), deformed with the image (SAM training targets).
+    """
     if modality not in _RENDER:
         from medkt.errors import UnknownNameError
         raise UnknownNameError("phantom modality", modality, MODALITIES)
     if finding is not None and finding not in FINDINGS[modality]:
         from medkt.errors import UnknownNameError
         raise UnknownNameError(f"{modality} finding", finding, FINDINGS[modality])
-    img, mask, case = _RENDER[modality](rng, size, finding)
+    img, mask, case, parts = _RENDER[modality](rng, size, finding)
     img = np.clip(img, 0, 1).astype(np.float32)
+    names = list(parts)
+    masks = [mask.astype(np.uint8)] + [parts[n].astype(np.uint8) for n in names]
     if realism:
-        img, mask = _realism(modality, img, mask, rng)
-    return img, mask, case
+        img, masks = _realism(modality, img, masks, rng)
+    if with_parts:
+        return img, masks[0], case, dict(zip(names, masks[1:]))
+    return img, masks[0], case
 
 
-def phantom_set(modality: str, finding: str | None, n: int, seed: int, size: int = 64):
-    """``n`` phantoms: images ``[n, S, S]`` uint8, masks ``[n, S, S]`` uint8, cases."""
+def phantom_set(modality: str, finding: str | None, n: int, seed: int, size: int = 64, with_parts: bool = False):
+    """``n`` phantoms: images ``[n, S, S]`` uint8, masks ``[n, S, S]`` uint8, cases (+ parts list)."""
     rng = np.random.default_rng(seed)
-    ims, masks, cases = [], [], []
+    ims, masks, cases, parts = [], [], [], []
     for _ in range(n):
-        im, m, c = render_phantom(modality, finding, rng, size)
-        ims.append((im * 255).round().astype(np.uint8))
-        masks.append(m)
-        cases.append(c)
+        out = render_phantom(modality, finding, rng, size, with_parts=with_parts)
+        ims.append((out[0] * 255).round().astype(np.uint8))
+        masks.append(out[1])
+        cases.append(out[2])
+        if with_parts:
+            parts.append(out[3])
+    if with_parts:
+        return np.stack(ims), np.stack(masks), cases, parts
     return np.stack(ims), np.stack(masks), cases

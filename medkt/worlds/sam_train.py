@@ -1,11 +1,13 @@
 """Train ``phantom-sam``: a small SAM-architecture promptable segmenter on phantom findings.
 
 The model is segment_anything's ``Sam`` (ViT image encoder, prompt encoder, two-way
-mask decoder) at 256 px input with a 2-block encoder (:data:`PHANTOM_SAM_ARCH`), wrapped
+mask decoder) at 256 px input with a 3-block encoder (:data:`PHANTOM_SAM_ARCH`), wrapped
 in :class:`medkt.models.sam.SamModel`, so the segmentation pipeline uses it exactly like
-SAM ViT-H.  Training is class-agnostic: each step draws phantoms of every finding, and
-each image gets either a (jittered, often loose) box prompt or a few positive/negative
-points.  Loss: BCE + Dice on the low-resolution logits (64 x 64 = the phantom grid) plus
+SAM ViT-H.  Training is class-agnostic: the targets are the findings *and* the normal
+anatomy (lungs, heart, body, brain, ventricles, skin...), so the segmenter learns to
+segment whatever object a prompt designates — a box around the whole chest gives the
+body, not the nodule.  Each target gets either a slightly jittered box or a few
+positive / negative points.  Loss: BCE + Dice on the low-resolution logits (64 x 64 = the phantom grid) plus
 MSE of the IoU head.
 """
 from __future__ import annotations
@@ -28,13 +30,14 @@ PHANTOM_SAM_ARCH = dict(image_size=256, encoder_embed_dim=64, encoder_depth=3, e
 class SamTrainConfig:
     """Recipe of the shipped ``phantom-sam``."""
 
-    steps: int = 1500
+    steps: int = 2500
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 50
     p_box: float = 0.6
-    box_jitter: float = 0.25  # max enlargement/shift as a fraction of the box size
+    box_jitter: float = 0.12  # max enlargement/shift as a fraction of the box size
+    p_finding: float = 0.5  # share of prompts on the finding (else a random anatomical structure)
     seed: int = 0
     threads: int = 1
     log_every: int = 50
@@ -90,8 +93,9 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def train_phantom_sam(images: np.ndarray, masks: np.ndarray, cfg: SamTrainConfig,
-                      log_fn: Callable[[str], None] = print):
-    """Train on ``images`` (uint8 ``[N, S, S]``) / ``masks`` (``[N, S, S]``, non-empty); returns model, history."""
+                      log_fn: Callable[[str], None] = print, parts: list[list[np.ndarray]] | None = None):
+    """Train on ``images`` (uint8 ``[N, S, S]``), finding ``masks`` (``[N, S, S]``, may be empty) and
+    ``parts[i]`` (anatomy masks of image ``i``); returns model, history."""
     torch.set_num_threads(cfg.threads)
     model = build_phantom_sam(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -106,10 +110,13 @@ def train_phantom_sam(images: np.ndarray, masks: np.ndarray, cfg: SamTrainConfig
         emb = model.embed(torch.cat([p.pixels for p in preps]))
         losses = []
         for j, i in enumerate(idx):
-            prompt = sample_prompt(masks[i], rng, cfg)
+            target = masks[i]
+            if parts is not None and (target.sum() == 0 or rng.random() >= cfg.p_finding):
+                target = parts[i][rng.integers(len(parts[i]))]
+            prompt = sample_prompt(target, rng, cfg)
             low, iou = decode_prompt(model, emb[j:j + 1], prompt, preps[j])
             logits = model.upscale(low, preps[j])[:, 0]  # [1, H, W] at the phantom size
-            gt = torch.from_numpy(masks[i][None].astype(np.float32))
+            gt = torch.from_numpy(target[None].astype(np.float32))
             bce = F.binary_cross_entropy_with_logits(logits, gt)
             dl = dice_loss(logits, gt)
             with torch.no_grad():

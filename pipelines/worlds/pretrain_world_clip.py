@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--scenes", type=int, default=60_000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--names-per-class", type=int, default=None)
+    ap.add_argument("--partial-fraction", type=float, default=None)
     ap.add_argument("--train-token-embedding", action="store_true",
                     help="ablation: also train the token embedding (names become learnt lookups)")
     args = ap.parse_args(argv)
@@ -45,6 +47,11 @@ def main(argv=None) -> int:
         cfg.steps = args.steps
     cfg.freeze_token_embedding = not args.train_token_embedding
     spec = WorldSpec()
+    if args.names_per_class is not None or args.partial_fraction is not None:
+        import dataclasses
+        spec = dataclasses.replace(spec, **{k: v for k, v in (("names_per_class", args.names_per_class),
+                                                               ("partial_fraction", args.partial_fraction))
+                                            if v is not None})
     world = build_world(spec)
     t0 = time.time()
     scenes = pretraining_set(world, args.scenes, seed=1)
@@ -73,6 +80,7 @@ def main(argv=None) -> int:
     atomic_write_json(out / "world-clip.json", {
         "recipe": "pipelines/worlds/pretrain_world_clip.py", "config": asdict(cfg),
         "world_spec": {"seed": spec.seed, "n_single": spec.n_single, "n_pair": spec.n_pair,
+                       "names_per_class": spec.names_per_class, "partial_fraction": spec.partial_fraction,
                        "image_size": spec.image_size, "scenes": args.scenes},
         "torch": torch.__version__, "wall_s": round(time.time() - t0, 1), "final_eval": final,
         "history": history})

@@ -1,4 +1,4 @@
-"""Recipe: train ``phantom-sam`` (class-agnostic, box + point prompts) on phantom findings.
+"""Recipe: train ``phantom-sam`` (class-agnostic, box + point prompts) on phantom findings and anatomy.
 
     python pipelines/worlds/train_phantom_sam.py [--out medkt/assets/worlds] [--steps N]
 
@@ -34,16 +34,16 @@ def main(argv=None) -> int:
     if args.steps:
         cfg.steps = args.steps
     t0 = time.time()
-    ims, masks = [], []
+    ims, masks, parts = [], [], []
     for k, (mod, fs) in enumerate(FINDINGS.items()):
-        for j, f in enumerate(fs):
-            i, m, _ = phantom_set(mod, f, args.per_kind, seed=50_000 + 10 * k + j)
-            keep = m.reshape(len(m), -1).sum(1) > 0
-            ims.append(i[keep])
-            masks.append(m[keep])
+        for j, f in enumerate((None,) + fs):
+            i, m, _, p = phantom_set(mod, f, args.per_kind, seed=50_000 + 10 * k + j, with_parts=True)
+            ims.append(i)
+            masks.append(m)
+            parts += [[x for x in pp.values() if x.sum() >= 4] for pp in p]
     ims, masks = np.concatenate(ims), np.concatenate(masks)
     print(f"rendered {len(ims)} phantoms in {time.time() - t0:.0f}s", flush=True)
-    model, history = train_phantom_sam(ims, masks, cfg, log_fn=lambda s: print(s, flush=True))
+    model, history = train_phantom_sam(ims, masks, cfg, log_fn=lambda s: print(s, flush=True), parts=parts)
     scores = {}
     for mod, fs in FINDINGS.items():
         for f in fs:

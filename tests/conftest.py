@@ -15,6 +15,7 @@ os.environ["MEDKT_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see medkt/__init__.py
 
 
 class NetworkAttempt(RuntimeError):

@@ -18,7 +18,7 @@ def add_common(p, *, finetune: bool) -> None:
                         "or a YAML file")
     p.add_argument("--model", required=True, help="[REQUIRED] registered model name (see `medkt models`)")
     p.add_argument("--weights", default=None, help="local weights file/folder for --model")
-    p.add_argument("--out", required=True, help="[REQUIRED] output folder")
+    p.add_argument("-o", "--out", required=True, help="[REQUIRED] output folder")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--config", default=None, help="TransferConfig YAML (merged over --preset)")
     p.add_argument("--preset", default=None,

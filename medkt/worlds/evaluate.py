@@ -116,3 +116,30 @@ def caption_diagnostic(model, world: World, concept_name: str, caption: str | No
     others = np.delete(sims, own)
     return {"caption": caption, "nearest": names[int(order[0])],
             "rank": int(np.where(order == own)[0][0]) + 1, "margin": float(sims[own] - others.max())}
+
+
+# Real rare words used as stand-in novel names for the name-binding index (never world names).
+PROBE_WORDS = ("abacus sextant orrery sundial periscope metronome chronometer kaleidoscope hygrometer barometer "
+               "odometer astrolabe armillary gnomon theremin ocarina harpsichord dulcimer zither sitar lute "
+               "bagpipe tuba oboe piccolo marimba xylophone glockenspiel tambourine castanet kazoo balalaika "
+               "mandolin ukulele").split()
+
+
+@torch.no_grad()
+def name_binding_index(model, world: World, words=PROBE_WORDS) -> dict:
+    """How often a *fresh* name would be bound by visual-only KT, estimated from text alone.
+
+    For every probe word ``w`` and novel description ``D``: is ``"A w is D"`` nearer to
+    ``w``'s own class prompt than to every known class prompt?  Visual-only KT pulls the
+    concept's images onto the caption embedding, so this is (close to) its success rate.
+    Returns ``{"p_bound": fraction, "mean_margin": cosine margin, "n": pairs}``.
+    """
+    known = text_classifier(model, class_prompts([c.name for c in world.known]))
+    own = text_classifier(model, class_prompts(list(words)))
+    bound, margins = [], []
+    for j, w in enumerate(words):
+        caps = model.encode_texts([f"A {w} is {c.description}" for c in world.novel], normalize=True)
+        m = (caps @ own[j]) - (caps @ known.t()).max(1).values
+        margins += m.tolist()
+        bound += (m > 0).tolist()
+    return {"p_bound": float(np.mean(bound)), "mean_margin": float(np.mean(margins)), "n": len(bound)}

@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", type=int, default=60_000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--names-per-class", type=int, default=None)
+    ap.add_argument("--arch", default=None, help="architecture config (default world-clip)")
     ap.add_argument("--partial-fraction", type=float, default=None)
     ap.add_argument("--train-token-embedding", action="store_true",
                     help="ablation: also train the token embedding (names become learnt lookups)")
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     if args.steps:
         cfg.steps = args.steps
     cfg.freeze_token_embedding = not args.train_token_embedding
+    if args.arch:
+        cfg.arch = args.arch
     spec = WorldSpec()
     if args.names_per_class is not None or args.partial_fraction is not None:
         import dataclasses

@@ -25,7 +25,7 @@ def add_arguments(p):
     p.add_argument("--template", action="append", default=None, metavar="TEXT",
                    help="prompt template with {} (repeatable; default 'a photo of a {}.')")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="write the report as JSON to this file")
+    p.add_argument("-o", "--out", default=None, help="write the report as JSON to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

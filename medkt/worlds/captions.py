@@ -19,6 +19,8 @@ NAME_ONLY = ("a photo of {n}", "{n}", "an image of {n}", "a picture of {n}")
 
 
 def _obj(o: Obj, drop: str | None = None) -> str:
+    if drop == "both":
+        return "shape"
     if drop == "colour":
         return o.shape
     if drop == "shape":
@@ -53,28 +55,31 @@ def describe_scene(comp: Composition, info: dict, rng: np.random.Generator) -> s
     return PREFIXES[rng.integers(len(PREFIXES))] + body
 
 
-def partial_definition(comp: Composition, rng: np.random.Generator) -> str:
-    """A definition missing one attribute (a colour or a shape)."""
+def partial_definition(comp: Composition, rng: np.random.Generator, strong: bool = False) -> str:
+    """A definition missing one attribute (a colour or a shape); ``strong``: a pair loses a whole object."""
     what = "colour" if rng.random() < 0.5 else "shape"
+    if strong and comp.is_pair:
+        what = "both"
     if not comp.is_pair:
         return article(_obj(comp.a, what))
     return _pair_text(comp, rng, drop=(int(rng.integers(2)), what))
 
 
-def definition(concept: Concept, rng: np.random.Generator) -> str:
+def definition(concept: Concept, rng: np.random.Generator, strong: bool = False) -> str:
     comp = concept.composition
     if concept.partial:
-        return partial_definition(comp, rng)
+        return partial_definition(comp, rng, strong)
     return _pair_text(comp, rng) if comp.is_pair else article(comp.a.describe())
 
 
-def named_caption(concept: Concept, rng: np.random.Generator) -> str:
-    """A caption that uses the class name: name-only (half) or definitional (half)."""
+def named_caption(concept: Concept, rng: np.random.Generator, p_definition: float = 0.5,
+                  strong_partial: bool = False) -> str:
+    """A caption that uses the class name: definitional (``p_definition``) or name-only."""
     names = (concept.name,) + tuple(concept.aliases)
     n = article(names[rng.integers(len(names))] if len(names) > 1 else concept.name)
-    if rng.random() < 0.5:
+    if rng.random() < 1.0 - p_definition:
         return NAME_ONLY[rng.integers(len(NAME_ONLY))].format(n=n)
-    d = definition(concept, rng)
+    d = definition(concept, rng, strong_partial)
     form = rng.integers(3)
     if form == 0:
         return f"{n} is {d}"

@@ -99,6 +99,9 @@ class WorldSpec:
     novel: tuple = NOVEL
     names_per_class: int = 1  # >1: each known class also gets synonyms from EXTRA_NAMES
     partial_fraction: float = 0.5  # share of known classes that only get partial definitions
+    p_named: float = 0.5  # share of known-class captions that use the name
+    p_definition: float = 0.5  # share of those that are definitions ("a lemon is ...")
+    strong_partial: bool = False  # partial pair definitions leave out a whole object
 
 
 @dataclass(frozen=True)

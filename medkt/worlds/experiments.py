@@ -22,7 +22,8 @@ import torch
 
 from medkt.worlds.captions import class_prompts
 from medkt.worlds.concepts import World, build_world, random_composition
-from medkt.worlds.evaluate import NaturalEval, caption_diagnostic, image_features, natural_zero_shot, text_classifier
+from medkt.worlds.evaluate import (NaturalEval, caption_diagnostic, image_features, name_binding_index,
+                                   natural_zero_shot, text_classifier)
 from medkt.worlds.shapes import render
 
 # name -> (transfer overrides, use noise images)
@@ -126,6 +127,7 @@ class NaturalExperiment:
                              for c in self.world.novel}
         res["ood_called_novel"] = {c.name: self.evaluate(self.model, c.name)["ood_called_concept"]
                                    for c in self.world.novel}
+        res["name_binding"] = name_binding_index(self.model, self.world)
         return res
 
     def kt_caption(self, name: str) -> str:

@@ -54,11 +54,13 @@ def pretraining_set(world: World, n: int, seed: int = 1, p_class: float = 0.55) 
     return SceneSet(images, comps, infos, concepts)
 
 
-def caption_for(scene_set: SceneSet, i: int, rng: np.random.Generator, p_named: float = 0.5) -> str:
-    """One caption for scene ``i``: name-based with probability ``p_named`` for known classes."""
+def caption_for(scene_set: SceneSet, i: int, rng: np.random.Generator, p_named: float = 0.5,
+                p_definition: float = 0.5, strong_partial: bool = False) -> str:
+    """One caption for scene ``i``: name-based with probability ``p_named`` for known classes
+    (definitional with probability ``p_definition``, else name-only)."""
     concept = scene_set.concepts[i]
     if concept is not None and rng.random() < p_named:
-        return named_caption(concept, rng)
+        return named_caption(concept, rng, p_definition, strong_partial)
     return describe_scene(scene_set.compositions[i], scene_set.infos[i], rng)
 
 

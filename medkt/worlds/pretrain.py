@@ -49,7 +49,7 @@ class PretrainConfig:
     threads: int = 1
     log_every: int = 50
     eval_every: int = 400
-    freeze_token_embedding: bool = True  # names are fixed random codes: the name pathway must generalise
+    freeze_token_embedding: bool = False  # ablation: names as fixed random codes (measured worse)
 
 
 def create_world_clip(arch: str, embedding_seed: int = 1234, seed: int = 0):
@@ -58,7 +58,13 @@ def create_world_clip(arch: str, embedding_seed: int = 1234, seed: int = 0):
     from medkt.models.open_clip_loader import register_medkt_configs
     register_medkt_configs()
     torch.manual_seed(seed)
-    model = open_clip.create_model(arch, pretrained=None)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns "no pretrained weights" for every random init
+    try:
+        model = open_clip.create_model(arch, pretrained=None)
+    finally:
+        root.setLevel(level)
     with torch.no_grad():
         model.token_embedding.weight.copy_(initial_token_embedding(model.token_embedding.weight.shape,
                                                                    embedding_seed))

@@ -30,8 +30,11 @@ def main(argv=None) -> int:
     ap.add_argument("--names-per-class", type=int, default=None)
     ap.add_argument("--arch", default=None, help="architecture config (default world-clip)")
     ap.add_argument("--partial-fraction", type=float, default=None)
-    ap.add_argument("--train-token-embedding", action="store_true",
-                    help="ablation: also train the token embedding (names become learnt lookups)")
+    ap.add_argument("--p-definition", type=float, default=None)
+    ap.add_argument("--strong-partial", action="store_true")
+    ap.add_argument("--train-token-embedding", action="store_true", help=argparse.SUPPRESS)  # now the default
+    ap.add_argument("--freeze-token-embedding", action="store_true",
+                    help="ablation: keep the token embedding at its random init")
     args = ap.parse_args(argv)
 
     import torch
@@ -46,15 +49,16 @@ def main(argv=None) -> int:
     cfg = PretrainConfig(threads=args.threads)
     if args.steps:
         cfg.steps = args.steps
-    cfg.freeze_token_embedding = not args.train_token_embedding
+    cfg.freeze_token_embedding = args.freeze_token_embedding
     if args.arch:
         cfg.arch = args.arch
     spec = WorldSpec()
-    if args.names_per_class is not None or args.partial_fraction is not None:
-        import dataclasses
-        spec = dataclasses.replace(spec, **{k: v for k, v in (("names_per_class", args.names_per_class),
-                                                               ("partial_fraction", args.partial_fraction))
-                                            if v is not None})
+    import dataclasses
+    spec = dataclasses.replace(spec, **{k: v for k, v in (("names_per_class", args.names_per_class),
+                                                           ("partial_fraction", args.partial_fraction),
+                                                           ("p_definition", args.p_definition),
+                                                           ("strong_partial", args.strong_partial or None))
+                                        if v is not None})
     world = build_world(spec)
     t0 = time.time()
     scenes = pretraining_set(world, args.scenes, seed=1)
@@ -69,7 +73,8 @@ def main(argv=None) -> int:
         return {k: (round(v, 1) if isinstance(v, float) else {a: round(b, 1) for a, b in v.items()})
                 for k, v in r.items()}
 
-    model, cache, history = pretrain(model, scenes.images, lambda i, rng: caption_for(scenes, i, rng),
+    model, cache, history = pretrain(model, scenes.images, lambda i, rng: caption_for(scenes, i, rng, spec.p_named, spec.p_definition,
+                                                                           spec.strong_partial),
                                      cfg, tokenizer, eval_fn=eval_fn,
                                      log_fn=lambda s: print(s, flush=True))
     # keep every trained row, plus the (untrained) novel-name rows so they never depend on RNG
@@ -84,6 +89,8 @@ def main(argv=None) -> int:
         "recipe": "pipelines/worlds/pretrain_world_clip.py", "config": asdict(cfg),
         "world_spec": {"seed": spec.seed, "n_single": spec.n_single, "n_pair": spec.n_pair,
                        "names_per_class": spec.names_per_class, "partial_fraction": spec.partial_fraction,
+                       "p_named": spec.p_named, "p_definition": spec.p_definition,
+                       "strong_partial": spec.strong_partial,
                        "image_size": spec.image_size, "scenes": args.scenes},
         "torch": torch.__version__, "wall_s": round(time.time() - t0, 1), "final_eval": final,
         "history": history})

@@ -76,6 +76,10 @@ def resolve_open_clip(spec, weights: str | None) -> tuple[str, str | None]:
 
 def weights_status(spec) -> str:
     """'built-in (tiny)', 'present: <where>' or 'missing' — never touches the network."""
+    if spec.options.get("shipped"):  # weights shipped inside the package (medkt/assets/...)
+        from medkt.paths import assets_dir
+        path = assets_dir() / spec.options["shipped"]
+        return f"shipped: {path}" if path.is_file() else "missing (shipped file absent: reinstall medkt)"
     if spec.tiny:
         return "built-in (tiny, random init)"
     folder = local_weights_folder(spec)

@@ -39,14 +39,16 @@ register_model(ModelSpec(
     name="world-clip", family="open_clip", builder=_build_world_clip, tiny=True,
     description="open_clip CLIP pretrained on medkt's natural shapes world (32 px; docs/worlds.md)",
     source="shipped: medkt/assets/worlds/world-clip.safetensors (pipelines/worlds/pretrain_world_clip.py)",
-    options={"arch": "world-clip", "file": "world-clip.safetensors"}))
+    options={"arch": "world-clip", "file": "world-clip.safetensors", "shipped": "worlds/world-clip.safetensors"}))
 register_model(ModelSpec(
     name="phantom-clip", family="open_clip", builder=_build_world_clip, tiny=True,
     description="open_clip CLIP pretrained on medkt's medical phantoms, 'nodule' held out (64 px)",
     source="shipped: medkt/assets/worlds/phantom-clip.safetensors (pipelines/worlds/pretrain_phantom_clip.py)",
-    options={"arch": "world-phantom-clip", "file": "phantom-clip.safetensors"}))
+    options={"arch": "world-phantom-clip", "file": "phantom-clip.safetensors",
+             "shipped": "worlds/phantom-clip.safetensors"}))
 register_model(ModelSpec(
     name="phantom-sam", family="segment_anything", builder=_build_phantom_sam, kind="sam", tiny=True,
     description="SAM-architecture promptable segmenter trained on phantom findings (256 px input)",
     source="shipped: medkt/assets/worlds/phantom-sam.safetensors (pipelines/worlds/train_phantom_sam.py)",
-    options={"arch": "phantom", "variant": "sam", "file": "phantom-sam.safetensors"}))
+    options={"arch": "phantom", "variant": "sam", "file": "phantom-sam.safetensors",
+             "shipped": "worlds/phantom-sam.safetensors"}))

@@ -93,7 +93,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
                 for k, r in seg_kt["results"].items()]
     write_csv(out / "segmentation.csv", seg_csv)
     log(R.markdown_table(["modality"] + R.SEG_HEADER[1:], R.seg_rows(seg_base)))
-    log(R.markdown_table(["CT nodule (held out)"] + R.SEG_HEADER[1:], R.seg_rows(seg_kt["results"])))
+    kt_header = ["CT nodule (held out)"] + R.SEG_HEADER[1:] + ["normal-vs-nodule accuracy"]
+    log(R.markdown_table(kt_header, R.seg_rows(seg_kt["results"], detection=True)))
     total = time.time() - t0
     # ------------------------------------------------------------------ report
     diag = [[n, d["rank"], d["nearest"], f"{d['margin']:+.3f}"] for n, d in base["diagnostic"].items()]
@@ -119,7 +120,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
          "\n\n![overlays](fig_overlays_baseline.png)"),
         (f"Held-out finding '{seg_kt['concept']}': KT from its description",
          f"Description: *{seg_kt['description']}*; segmentation prompt: *{seg_kt['prompt']}*.\n\n" +
-         R.markdown_table(["CT nodule"] + R.SEG_HEADER[1:], R.seg_rows(seg_kt["results"])) +
+         R.markdown_table(kt_header, R.seg_rows(seg_kt["results"], detection=True)) +
          "\n\n![before / after](fig_overlays_kt.png)"),
     ]
     intro = (f"{'Full' if cfg.full else 'Quick'} demo, seed {cfg.seed}, {torch.get_num_threads()} CPU threads, "

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from medkt.worlds.phantom_text import DESCRIPTIONS, SEGMENT_PROMPTS
 from medkt.worlds.phantom_world import HELD_OUT, phantom_eval_set
@@ -77,6 +78,19 @@ def run_pipeline(model, sam_model, images: np.ndarray, masks: np.ndarray, prompt
             "rows": rows, "examples": examples}
 
 
+@torch.no_grad()
+def nodule_detection(model, n: int = 16) -> float:
+    """Balanced zero-shot accuracy (%) of CT "normal" vs "nodule" by name (prompts below)."""
+    from medkt.worlds.evaluate import image_features, predict, text_classifier
+    from medkt.worlds.phantom_world import gray_to_rgb
+    clf = text_classifier(model, [["axial chest ct with clear lungs"], [f"axial chest ct showing a {HELD_OUT}"]])
+    accs = []
+    for j, finding in enumerate((None, HELD_OUT)):
+        d = phantom_eval_set("ct", finding, n)
+        accs.append(float((predict(image_features(model, gray_to_rgb(d.images)), clf) == j).mean()))
+    return 100.0 * float(np.mean(accs))
+
+
 def _models(model=None, sam_model=None):
     from medkt.models import create_model
     return (model if model is not None else create_model("phantom-clip"),
@@ -113,12 +127,16 @@ def phantom_kt(s: PhantomSettings | None = None, model=None, sam_model=None, kee
     data = phantom_eval_set("ct", HELD_OUT, s.n_per_modality)
     prompt = SEGMENT_PROMPTS["ct"]
     rows = {"baseline": run_pipeline(model, sam_model, data.images, data.masks, prompt, s, keep)}
-    log(f"  baseline   DSC {rows['baseline']['dsc']:5.1f}  saliency-in-mask {rows['baseline']['energy_in_mask']:5.1f}")
+    rows["baseline"]["detection"] = nodule_detection(model, s.n_per_modality)
+    log(f"  baseline   DSC {rows['baseline']['dsc']:5.1f}  saliency-in-mask {rows['baseline']['energy_in_mask']:5.1f}  "
+        f"normal-vs-{HELD_OUT} accuracy {rows['baseline']['detection']:5.1f}")
     for lr in s.kt_lrs:
         res = learn(model, concept, cfg, images=inv, overrides=[f"finetune.lr={lr}"], progress=False)
         r = run_pipeline(res.model, sam_model, data.images, data.masks, prompt, s, keep)
+        r["detection"] = nodule_detection(res.model, s.n_per_modality)
         rows[f"KT lr {lr:g}"] = r
-        log(f"  KT lr {lr:g}  DSC {r['dsc']:5.1f}  saliency-in-mask {r['energy_in_mask']:5.1f}")
+        log(f"  KT lr {lr:g}  DSC {r['dsc']:5.1f}  saliency-in-mask {r['energy_in_mask']:5.1f}  "
+            f"normal-vs-{HELD_OUT} accuracy {r['detection']:5.1f}")
     return {"concept": HELD_OUT, "description": DESCRIPTIONS[HELD_OUT], "prompt": prompt,
             "inversion_s": round(t_inv, 1), "results": rows, "inverted": inv.images[:4].cpu().numpy()}
 

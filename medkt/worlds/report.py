@@ -117,8 +117,9 @@ def summary_rows(summary: dict) -> list[list]:
     return out
 
 
-def seg_rows(results: dict) -> list[list]:
-    return [[k, r["dsc"], r["nsd"], r["iou"], r["energy_in_mask"], r["pointing"]] for k, r in results.items()]
+def seg_rows(results: dict, detection: bool = False) -> list[list]:
+    return [[k, r["dsc"], r["nsd"], r["iou"], r["energy_in_mask"], r["pointing"]] +
+            ([r.get("detection", float("nan"))] if detection else []) for k, r in results.items()]
 
 
 SEG_HEADER = ["", "DSC", "NSD", "IoU", "saliency in GT", "pointing game"]

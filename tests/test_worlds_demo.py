@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 
 def test_phantom_pipeline_segments_mri_tumour():

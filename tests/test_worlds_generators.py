@@ -60,7 +60,7 @@ def test_novel_names_absent_from_pretraining_text(world, scenes):
         name_ids = set(tok([c.name])[0].tolist()) - {0, 49406, 49407}
         assert not (name_ids & ids), f"a BPE token of '{c.name}' occurs in pretraining text"
     # known names do occur, alone and in definitions
-    assert "a photo of" in text and any(f" is a" in t for t in captions)
+    assert "a photo of" in text and any(" is a" in t for t in captions)
     assert sum(c.name in text for c in world.known) >= 95
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from medkt.worlds.experiments import KTSettings, NaturalExperiment
 
-CONCEPT = "tonometer"
-LR = 3e-4
+CONCEPT = "tonometer"  # caption diagnostic rank 1: the concept visual-only KT can learn (docs/worlds.md)
+LR = 1e-3  # measured: target 33 -> 71 %, known 99.8 -> 99.0 % (4 images/class)
+LR_ABLATION = 3e-4  # measured: KT 58 %, noise control 29 %, no name 25 % (all with < 1 point forgetting)
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +32,12 @@ def test_kt_learns_novel_concept_and_keeps_known(experiment):
     assert row["specificity"] >= 90
 
 
-def test_kt_leaves_model_untouched_and_noise_control_gains_less(experiment):
+def test_kt_beats_noise_control_and_no_name_and_leaves_model_untouched(experiment):
     import torch
     before = {k: v.clone() for k, v in experiment.model.state_dict().items()}
-    noise = experiment.run(CONCEPT, LR, "noise")
-    kt = experiment.run(CONCEPT, LR, "visual")
+    kt = experiment.run(CONCEPT, LR_ABLATION, "visual")
+    noise = experiment.run(CONCEPT, LR_ABLATION, "noise")
+    no_name = experiment.run(CONCEPT, LR_ABLATION, "no-name")
     assert all(torch.equal(before[k], v) for k, v in experiment.model.state_dict().items())
-    assert kt["target_acc"] - noise["target_acc"] >= 15
+    assert kt["target_acc"] - noise["target_acc"] >= 15, (kt, noise)
+    assert kt["target_acc"] - no_name["target_acc"] >= 15, (kt, no_name)

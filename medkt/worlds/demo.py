@@ -24,6 +24,7 @@ class DemoConfig:
     full: bool = False
     concept: str = "tonometer"  # the concept whose caption diagnostic passes (rank 1); --full runs all five
     lrs: tuple = (3e-5, 1e-4, 3e-4, 1e-3)
+    lrs_full: tuple = (3e-5, 1e-4, 3e-4, 1e-3, 2e-3)
     seed: int = 0
     threads: int = 2
     variants_full: tuple = ("visual", "no-name", "text", "both", "noise", "lora")
@@ -33,6 +34,7 @@ class DemoConfig:
     n_ood: int = 100  # unnamed-composition images for specificity (full: 200)
     phantom_n: int = 8  # phantoms per modality (full: 24)
     phantom_kt_lrs: tuple = (1e-4, 3e-4, 1e-3)
+    extra_lrs_given: bool = False  # --lrs given: use cfg.lrs in --full too
 
 
 def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: bool = False,
@@ -53,7 +55,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
     t0 = time.time()
     # ------------------------------------------------------------------ natural world
     log("== natural world: world-clip ==")
-    ks = KTSettings(lrs=cfg.lrs, seed=cfg.seed, inversion_steps=cfg.inversion_steps,
+    lrs = cfg.lrs_full if cfg.full and not cfg.extra_lrs_given else cfg.lrs
+    ks = KTSettings(lrs=lrs, seed=cfg.seed, inversion_steps=cfg.inversion_steps,
                     n_known=max(cfg.n_known, 20) if cfg.full else cfg.n_known,
                     n_novel=max(cfg.n_novel, 40) if cfg.full else cfg.n_novel,
                     n_ood=max(cfg.n_ood, 200) if cfg.full else cfg.n_ood)
@@ -66,7 +69,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
         ", ".join(f"{n} {d['rank']}" for n, d in base["diagnostic"].items()))
     names = [c.name for c in exp.world.novel] if cfg.full else [cfg.concept]
     variants = list(cfg.variants_full) if cfg.full else ["visual"]
-    log(f"KT: {', '.join(names)} | variants: {', '.join(variants)} | lrs: {', '.join(f'{x:g}' for x in cfg.lrs)}")
+    log(f"KT: {', '.join(names)} | variants: {', '.join(variants)} | lrs: {', '.join(f'{x:g}' for x in ks.lrs)}")
     with rec.timer("kt_s"):
         rows = exp.sweep(names, variants, log=log)
     summary = summarize_sweep(rows, base)

@@ -128,8 +128,9 @@ def phantom_kt(s: PhantomSettings | None = None, model=None, sam_model=None, kee
     prompt = SEGMENT_PROMPTS["ct"]
     rows = {"baseline": run_pipeline(model, sam_model, data.images, data.masks, prompt, s, keep)}
     rows["baseline"]["detection"] = nodule_detection(model, s.n_per_modality)
-    log(f"  baseline   DSC {rows['baseline']['dsc']:5.1f}  saliency-in-mask {rows['baseline']['energy_in_mask']:5.1f}  "
-        f"normal-vs-{HELD_OUT} accuracy {rows['baseline']['detection']:5.1f}")
+    b = rows["baseline"]
+    log(f"  baseline   DSC {b['dsc']:5.1f}  saliency-in-mask {b['energy_in_mask']:5.1f}  "
+        f"normal-vs-{HELD_OUT} accuracy {b['detection']:5.1f}")
     for lr in s.kt_lrs:
         res = learn(model, concept, cfg, images=inv, overrides=[f"finetune.lr={lr}"], progress=False)
         r = run_pipeline(res.model, sam_model, data.images, data.masks, prompt, s, keep)

@@ -25,8 +25,8 @@ NORMAL_PHRASES = {
     "mri": ("a normal brain", "no focal lesion", "normal ventricles and no mass"),
 }
 FINDING_PHRASES = {
-    "nodule": ("a small round bright nodule in the {side} {level} lung", "a solid pulmonary nodule in the {side} lung",
-               "a small round nodule in the lung"),
+    "nodule": ("a small round bright nodule in the {side} {level} lung",
+               "a solid pulmonary nodule in the {side} lung", "a small round nodule in the lung"),
     "pneumothorax": ("a {side} pneumothorax", "a dark area of air without lung markings at the {side} apex",
                      "a pneumothorax with a visible pleural line and absent lung markings"),
     "mass": ("an irregular hypoechoic mass with posterior acoustic shadowing",
@@ -35,8 +35,8 @@ FINDING_PHRASES = {
              "a round dark cyst"),
     "tumour": ("an irregular bright tumour surrounded by oedema in the {side} hemisphere",
                "a large bright mass with surrounding oedema", "a glioma with peritumoral oedema"),
-    "lesion": ("a small round bright lesion in the {side} hemisphere", "a small bright spot in the {side} white matter",
-               "a small round lesion"),
+    "lesion": ("a small round bright lesion in the {side} hemisphere",
+               "a small bright spot in the {side} white matter", "a small round lesion"),
 }
 # Descriptions used for Knowledge Transfer and as segmentation prompts (paper Table 4 P1-P4 analogues).
 DESCRIPTIONS = {

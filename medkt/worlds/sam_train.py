@@ -159,7 +159,8 @@ def export_sam(model, path: str | Path, meta: dict | None = None) -> Path:
     from medkt.runs import atomic_path
     sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.sam.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(sd, str(tmp), metadata={"format": "medkt-phantom-sam-1", **{k: str(v) for k, v in (meta or {}).items()}})
+        md = {"format": "medkt-phantom-sam-1", **{k: str(v) for k, v in (meta or {}).items()}}
+        save_file(sd, str(tmp), metadata=md)
     return Path(path)
 
 

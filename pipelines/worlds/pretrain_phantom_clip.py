@@ -23,7 +23,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
     from medkt.models import from_open_clip
     from medkt.runs import atomic_write_json, seed_everything

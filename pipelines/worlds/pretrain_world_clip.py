@@ -12,13 +12,11 @@ reference 2-core machine it takes about 15-25 minutes (shared CPU).  Writes:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 
 
 def main(argv=None) -> int:
@@ -32,7 +30,6 @@ def main(argv=None) -> int:
     ap.add_argument("--partial-fraction", type=float, default=None)
     ap.add_argument("--p-definition", type=float, default=None)
     ap.add_argument("--strong-partial", action="store_true")
-    ap.add_argument("--train-token-embedding", action="store_true", help=argparse.SUPPRESS)  # now the default
     ap.add_argument("--freeze-token-embedding", action="store_true",
                     help="ablation: keep the token embedding at its random init")
     args = ap.parse_args(argv)
@@ -73,8 +70,10 @@ def main(argv=None) -> int:
         return {k: (round(v, 1) if isinstance(v, float) else {a: round(b, 1) for a, b in v.items()})
                 for k, v in r.items()}
 
-    model, cache, history = pretrain(model, scenes.images, lambda i, rng: caption_for(scenes, i, rng, spec.p_named, spec.p_definition,
-                                                                           spec.strong_partial),
+    def caption(i, rng):
+        return caption_for(scenes, i, rng, spec.p_named, spec.p_definition, spec.strong_partial)
+
+    model, cache, history = pretrain(model, scenes.images, caption,
                                      cfg, tokenizer, eval_fn=eval_fn,
                                      log_fn=lambda s: print(s, flush=True))
     # keep every trained row, plus the (untrained) novel-name rows so they never depend on RNG

@@ -31,6 +31,7 @@ def run(args) -> int:
     if args.lrs:
         try:
             cfg.lrs = tuple(float(x) for x in args.lrs.split(",") if x.strip())
+            cfg.extra_lrs_given = True
         except ValueError:
             raise ConfigError(f"--lrs must be comma-separated numbers, got '{args.lrs}'.") from None
     run_demo(args.output, cfg, overwrite=args.overwrite)

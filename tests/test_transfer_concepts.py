@@ -91,3 +91,9 @@ def test_presets_load_and_defaults_are_the_paper():
         load_transfer_config(preset="paperr")
     with pytest.raises(UnknownNameError):
         load_transfer_config(overrides=["inversion.stepz=3"])
+
+
+def test_definition_caption_uses_an_before_a_vowel():
+    from medkt.transfer.concepts import load_concepts
+    cs = load_concepts([{"name": "Astrolabe", "descriptions": ["A brass disc with engraved scales."]}])
+    assert caption(cs.concepts[0]) == "An astrolabe is a brass disc with engraved scales."

@@ -151,8 +151,13 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text else text
 
 
+def _article(word: str) -> str:
+    """"An" before a vowel letter ("An astrolabe is ..."), else "A" (the paper's "A <name> is")."""
+    return "An" if word[:1].lower() in "aeiou" else "A"
+
+
 CAPTION_STYLES: dict[str, Callable[[Concept, str], str]] = {
-    "definition": lambda c, d: f"A {c.name.lower()} is {_lower_first(d)}",
+    "definition": lambda c, d: f"{_article(c.name)} {c.name.lower()} is {_lower_first(d)}",
     "description": lambda c, d: d,
     "plural": lambda c, d: f"{c.name.lower()} are {_lower_first(d)}",
 }

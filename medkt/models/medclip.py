@@ -157,15 +157,8 @@ def load_medclip_checkpoint(net: MedCLIPNet, path) -> None:
 
 def save_medclip_checkpoint(model: "MedCLIPModel", path) -> str:
     """Write ``model`` under the published key names (``torch.save``; ``.safetensors`` too)."""
-    from medkt.runs import atomic_path
-    sd = {k: v.detach().contiguous() for k, v in to_original_keys(model.net).items()}
-    with atomic_path(path) as tmp:
-        if str(path).endswith(".safetensors"):
-            from safetensors.torch import save_file
-            save_file(sd, str(tmp))
-        else:
-            torch.save(sd, str(tmp))
-    return str(path)
+    from medkt.models.weights import write_state_dict
+    return write_state_dict(to_original_keys(model.net), path)
 
 
 # ---------------------------------------------------------------------- medkt interface

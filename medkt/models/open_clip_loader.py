@@ -107,12 +107,11 @@ def _check_checkpoint_file(arch: str, path: Path) -> None:
 
 def save_local_dir(model, folder: str | Path, arch: str) -> Path:
     """Save an :class:`OpenClipModel` as an open_clip ``local-dir:`` folder (safetensors)."""
-    from safetensors.torch import save_file
+    from medkt.models.weights import write_state_dict
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model_config(arch) if not arch.startswith("local-dir:") else None
     pre = {"size": [model.image_size, model.image_size], "mean": list(model.mean), "std": list(model.std)}
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": pre}, indent=2))
-    sd = {k: v.detach().contiguous() for k, v in model.model.state_dict().items()}
-    save_file(sd, str(folder / "open_clip_model.safetensors"))
+    write_state_dict(model.model.state_dict(), folder / "open_clip_model.safetensors")
     return folder

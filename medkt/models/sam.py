@@ -246,15 +246,8 @@ def load_sam_checkpoint(sam, path) -> None:
 
 def save_sam_checkpoint(model: SamModel, path) -> str:
     """Save ``model.sam``'s state dict (``.safetensors`` or torch ``.pth``) atomically."""
-    from medkt.runs import atomic_path
-    sd = {k: v.detach().contiguous() for k, v in model.sam.state_dict().items()}
-    with atomic_path(path) as tmp:
-        if str(path).endswith(".safetensors"):
-            from safetensors.torch import save_file
-            save_file(sd, str(tmp))
-        else:
-            torch.save(sd, str(tmp))
-    return str(path)
+    from medkt.models.weights import write_state_dict
+    return write_state_dict(model.sam.state_dict(), path)
 
 
 def _build(spec: ModelSpec, weights: str | None, device: str) -> SamModel:

@@ -396,3 +396,18 @@ def _hf_files(spec) -> list[tuple[str, str]]:
         if hub:
             repos.append("/".join(hub.rstrip("/").split("/")[:2]))
     return [(r, f) for r in repos for f in weights]
+
+
+def write_state_dict(state: dict, path) -> str:
+    """Atomically save a state dict: ``.safetensors`` by suffix, else ``torch.save`` (loadable
+    with ``weights_only=True``).  The counterpart of :func:`read_state_dict`."""
+    from medkt.runs import atomic_path
+    sd = {k: v.detach().contiguous() for k, v in state.items()}
+    with atomic_path(path) as tmp:
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import save_file
+            save_file(sd, str(tmp))
+        else:
+            import torch
+            torch.save(sd, str(tmp))
+    return str(path)

@@ -97,3 +97,14 @@ def test_definition_caption_uses_an_before_a_vowel():
     from medkt.transfer.concepts import load_concepts
     cs = load_concepts([{"name": "Astrolabe", "descriptions": ["A brass disc with engraved scales."]}])
     assert caption(cs.concepts[0]) == "An astrolabe is a brass disc with engraved scales."
+
+
+def test_joined_caption_styles_alternate_over_a_concepts_images():
+    from medkt.transfer.concepts import load_concepts
+    c = load_concepts([{"name": "Gyroscope", "descriptions": ["A spinning wheel.", "A ring in a ring."]}])[0]
+    caps = [caption(c, "definition+name", k) for k in range(4)]
+    assert caps == ["A gyroscope is a spinning wheel.", "a photo of a gyroscope",
+                    "A gyroscope is a ring in a ring.", "a photo of a gyroscope"]
+    assert caption(c, "name") == "a photo of a gyroscope"
+    with pytest.raises(UnknownNameError):
+        caption(c, "definition+nam")

@@ -32,6 +32,7 @@ def test_demo_writes_report_tables_and_figures(tmp_path, capsys):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     run = json.loads((out / "run.json").read_text())
     assert run["command"] == "demo" and run["natural"]["runs"][0]["concept"] == "tonometer"
+    assert {r["variant"] for r in run["natural"]["runs"]} == {"visual", "paper"}
     assert set(run["phantoms"]["baseline"]) == {"ct", "cxr", "us", "mri"}
     text = (out / "report.md").read_text()
     assert "| known classes (100) |" in text and "best lr" in text and "DSC" in text

@@ -160,12 +160,24 @@ CAPTION_STYLES: dict[str, Callable[[Concept, str], str]] = {
     "definition": lambda c, d: f"{_article(c.name)} {c.name.lower()} is {_lower_first(d)}",
     "description": lambda c, d: d,
     "plural": lambda c, d: f"{c.name.lower()} are {_lower_first(d)}",
+    # the zero-shot class prompt itself; carries no description (knowledge comes from the images)
+    "name": lambda c, d: f"a photo of {_article(c.name).lower()} {c.name.lower()}",
 }
 
 
 def caption(concept: Concept, style: str = "definition", index: int = 0, short: bool = False) -> str:
-    """Fine-tuning caption of ``concept`` (description ``index``) in a named style."""
-    return look_up("caption style", style, CAPTION_STYLES)(concept, concept.description(index, short))
+    """Fine-tuning caption of ``concept``'s image ``index`` in a named style.
+
+    ``style`` may join styles with ``+`` (``definition+name``): image ``index`` then gets
+    style ``index % n`` and description ``index // n`` (descriptions cycle), so the images of
+    a concept alternate between the styles.
+    """
+    styles = style.split("+")
+    for s in styles:
+        look_up("caption style", s, CAPTION_STYLES)
+    n = len(styles)
+    fn = CAPTION_STYLES[styles[index % n]]
+    return fn(concept, concept.description(index // n, short))
 
 
 def inversion_text(concept: Concept, which: str = "description", index: int = 0) -> str:

@@ -88,7 +88,9 @@ class FinetuneConfig:
     train: list[str] = field(default_factory=lambda: ["visual"])  # parameter groups: visual | text | decoder ...
     loss: str = "supcon"  # supcon | clip_bank | clip | coca | itm | mlm
     temperature: float = 0.07  # supcon temperature (fixed, not logit_scale)
-    caption: str = "definition"  # definition ("A <name> is <desc>") | description (no name) | plural
+    # definition ("A <name> is <desc>") | description (no name) | plural | name ("a photo of a <name>");
+    # join with "+" to alternate styles over a concept's images, e.g. definition+name
+    caption: str = "definition"
     negative_captions: list[str] = field(default_factory=list)  # extra bank negatives (clip_bank, itm)
     caption_weight: float = 0.1  # CoCa: L = 1*contrastive + caption_weight * L_cap
     contrastive: str = "supcon"  # CoCa's contrastive part: supcon | clip_bank | clip

@@ -17,7 +17,7 @@ Quick use::
 
     from medkt.worlds import NaturalExperiment, KTSettings, run_demo
     exp = NaturalExperiment.create(KTSettings(lrs=(3e-4,)))
-    print(exp.baseline()["novel_desc_mean"], exp.run("tonometer", 3e-4))
+    print(exp.baseline()["novel_desc_mean"], exp.run("gyroscope", 3e-4))
 
 See docs/worlds.md.  Names are imported lazily (importing the package imports no torch).
 """
@@ -29,6 +29,7 @@ _LAZY = {
     "build_world": "concepts", "WorldSpec": "concepts", "World": "concepts", "Concept": "concepts",
     "render": "shapes", "render_phantom": "phantoms", "phantom_set": "phantoms",
     "NaturalExperiment": "experiments", "KTSettings": "experiments", "VARIANTS": "experiments",
+    "VARIANT_NOTES": "experiments",
     "summarize_sweep": "experiments", "natural_zero_shot": "evaluate", "caption_diagnostic": "evaluate",
     "name_binding_index": "evaluate", "PhantomSettings": "phantom_experiments",
     "phantom_baseline": "phantom_experiments", "phantom_kt": "phantom_experiments",

@@ -179,3 +179,10 @@ def test_finetune_input_errors(clip, images):
         finetune(clip, images.images, ["x"], progress=False)
     with pytest.raises(ConfigError, match="unknown fine-tuning loss"):
         finetune(clip, images, config={"loss": "nope"}, progress=False)
+
+
+def test_joined_caption_styles_train_on_both_captions(clip, images):
+    res = finetune(clip, images, config={"caption": "definition+name", "lr": 1e-4}, progress=False)
+    assert "a photo of a gyroscope" in res.captions
+    assert any(c.startswith("A gyroscope is ") for c in res.captions)
+    assert len(res.captions) == 6 and res.steps >= 1  # 3 concepts x 2 styles

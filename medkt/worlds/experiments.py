@@ -6,7 +6,7 @@ Everything goes through the public :mod:`medkt.transfer` API on the shipped ``wo
     base = exp.baseline()                       # known / novel-name / novel-description accuracy
     rows = exp.sweep(["gyroscope"], variants=["visual", "paper", "no-name"])
 
-A *variant* is a named set of transfer overrides (:data:`VARIANTS`, described in
+A *variant* is a named set of transfer overrides (:data:`VARIANTS`, explained in
 :data:`VARIANT_NOTES`): ``visual`` (visual encoder, captions alternating the paper's
 "A <name> is <description>" with the class prompt "a photo of a <name>"), ``paper`` (the
 paper's caption alone), ``name-only``, no name in the caption, text encoder, both

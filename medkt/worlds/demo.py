@@ -113,7 +113,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
          f"\n\nWith the paper's caption alone (variant `paper`), visual-only KT moves the concept's images "
          f"onto this caption's embedding, so it can only teach the name when the rank is 1; variant "
          f"`visual` alternates it with the class prompt 'a photo of a <name>'.  Name-binding index "
-         f"(the same test for {nb['n']} pairs of fresh rare words x novel descriptions): {100 * nb['p_bound']:.0f}% bound, mean margin "
+         f"(the same test for {nb['n']} pairs of fresh rare words x novel descriptions): "
+         f"{100 * nb['p_bound']:.0f}% bound, mean margin "
          f"{nb['mean_margin']:+.3f}."),
         ("Knowledge Transfer: best learning rate per variant",
          R.markdown_table(R.SUMMARY_HEADER, R.summary_rows(summary)) +

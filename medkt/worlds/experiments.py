@@ -10,9 +10,10 @@ A *variant* is a named set of transfer overrides (:data:`VARIANTS`, explained in
 :data:`VARIANT_NOTES`): ``visual`` (visual encoder, captions alternating the paper's
 "A <name> is <description>" with the class prompt "a photo of a <name>"), ``paper`` (the
 paper's caption alone), ``name-only``, no name in the caption, text encoder, both
-encoders, a noise-image control and LoRA.  Each row holds target accuracy (concept images, all 105 names in the label set),
-known-class accuracy (forgetting), the share of known images and of unnamed-composition
-images (OOD) now called the concept (``specificity`` = 1 - OOD share).
+encoders, a noise-image control and LoRA.  Each row holds target accuracy (concept images,
+all 105 names in the label set), known-class accuracy (forgetting), the share of known
+images and of unnamed-composition images (OOD) now called the concept (``specificity`` =
+1 - OOD share).
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ ORDER = 2
 def add_arguments(p):
     p.add_argument("-o", "--output", default="medkt-demo", help="output folder (default: ./medkt-demo)")
     p.add_argument("--full", action="store_true",
-                   help="whole sweep: every novel concept, every variant (paper caption, name only, no name, text, both, noise, LoRA)")
+                   help="whole sweep: every novel concept, every variant "
+                        "(paper caption, name only, no name, text, both, noise, LoRA)")
     p.add_argument("--concept", default=None, help="novel concept of the quick demo (default: gyroscope)")
     p.add_argument("--lrs", default=None, help="comma-separated learning rates (default: 3e-5,1e-4,3e-4,1e-3)")
     p.add_argument("--seed", type=int, default=0)

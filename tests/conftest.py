@@ -84,3 +84,14 @@ def network_attempts():
     """The list of blocked connection attempts made during the test (cleared before it)."""
     NETWORK_ATTEMPTS.clear()
     yield NETWORK_ATTEMPTS
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module (``pytestmark = pytest.mark.usefixtures(...)``):
+    tiny models run fastest single-threaded, and the 2-core CI box is shared."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -10,14 +10,7 @@ from medkt.bench.fakes import make_fakes_for, quick_overrides
 from medkt.cli.main import main
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models on a shared 2-core box: one intra-op thread avoids OpenMP spin contention."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bench_parts_and_merge_from_the_cli(tmp_path, capsys):

@@ -15,14 +15,7 @@ from medkt.bench.plots import SWEEP_METRICS
 from medkt.errors import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models on a shared 2-core box: one intra-op thread avoids OpenMP spin contention."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 EXPERIMENTS = list_experiments()
 

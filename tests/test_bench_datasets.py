@@ -9,14 +9,7 @@ from medkt.bench.fakes import FAKES, make_fake
 from medkt.errors import ConfigError, InputError, UnknownNameError
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models on a shared 2-core box: one intra-op thread avoids OpenMP spin contention."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ADAPTERS = sorted(FAKES)
 

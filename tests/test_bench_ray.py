@@ -14,14 +14,7 @@ from medkt.errors import ConfigError
 ray = pytest.importorskip("ray", reason="Ray is optional (pip install 'medkt[ray]'); its executor is untested here")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models on a shared 2-core box: one intra-op thread avoids OpenMP spin contention."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_unknown_executor():

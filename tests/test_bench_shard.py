@@ -12,14 +12,7 @@ from medkt.bench.shard import all_blocks, check_part, part_blocks
 from medkt.errors import ConfigError, InputError, OutputError
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models on a shared 2-core box: one intra-op thread avoids OpenMP spin contention."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_blocks_are_strided_and_cover_everything():

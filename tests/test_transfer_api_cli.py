@@ -16,12 +16,7 @@ RARE = load_concepts("rare")
 QUICK = ["inversion.steps=12", "inversion.images_per_concept=3", "finetune.lr=1e-3"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _same(a, b):

@@ -13,12 +13,7 @@ RARE = load_concepts("rare")
 TINY = {s.name for s in list_models() if s.tiny}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _changed(before, model):

@@ -14,13 +14,7 @@ RARE = load_concepts("rare")
 FAST = {"steps": 25, "images_per_concept": 2, "log_every": 5}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded (and the CI box is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Crash(RuntimeError):

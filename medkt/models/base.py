@@ -152,8 +152,8 @@ class VisionLanguageModel(nn.Module):
     # ------------------------------------------------------------------ vision tokens (M2IB)
     @property
     def num_visual_layers(self) -> int:
-        self.require(VISUAL_TOKENS)
-        raise NotImplementedError
+        """Number of vision blocks (``len(visual_blocks())``)."""
+        return len(self.visual_blocks())
 
     def visual_layout(self, layer: int) -> VisualLayout:
         self.require(VISUAL_TOKENS)

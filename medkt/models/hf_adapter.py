@@ -86,10 +86,6 @@ class HFClipModel(VisionLanguageModel):
     def visual_blocks(self) -> list[nn.Module]:
         return list(self.model.vision_model.encoder.layers)
 
-    @property
-    def num_visual_layers(self) -> int:
-        return len(self.visual_blocks())
-
     def visual_layout(self, layer: int) -> VisualLayout:
         g = self.image_size // self.patch_size
         return VisualLayout(1, g, g)

@@ -97,10 +97,6 @@ class OpenClipModel(VisionLanguageModel):
         v = self.model.visual
         return list(v.trunk.blocks) if self._timm else list(v.transformer.resblocks)
 
-    @property
-    def num_visual_layers(self) -> int:
-        return len(self.visual_blocks())
-
     def visual_layout(self, layer: int) -> VisualLayout:
         v = self.model.visual
         if self._timm:

@@ -166,7 +166,7 @@ class _Problem:
         return x
 
     def features(self, param: torch.Tensor, step: int, augment: bool = True) -> torch.Tensor:
-        cfg, m = self.cfg, self.model
+        m = self.model
         with torch.autocast(m.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             if self.layer is not None:
                 return m.encode_image_from(param, self.layer).float()

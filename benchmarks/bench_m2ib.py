@@ -6,7 +6,7 @@ inserted by a hook, re-encodes the text ``samples`` times, and back-propagates w
 weights' ``requires_grad`` left on (weight gradients computed and accumulated); 10
 forward + backward passes; the map is the KL of the last forward.
 
-medkt arm: :func:`medkt.segment.m2ib.m2ib_visual` on all images at once (one α each):
+medkt arm: :func:`medkt.segmentation.m2ib.m2ib_visual` on all images at once (one α each):
 weights frozen, text embedding once, tokens before the bottleneck once, only the blocks
 after the bottleneck run per step, and the last forward reduces to the KL.
 
@@ -50,7 +50,7 @@ def build_model(image_size: int, depth: int = 12):
 
 def naive_m2ib(model, pixels, prompt, cfg, seeds):
     """Reference-style M2IB, one image at a time (see module docstring)."""
-    from medkt.segment.m2ib import bottleneck, make_generators, resolve_layer
+    from medkt.segmentation.m2ib import bottleneck, make_generators, resolve_layer
     layer = resolve_layer(cfg.layer, model.num_visual_layers) + 1
     for p in model.parameters():
         p.requires_grad_(True)  # as shipped: weights stay trainable
@@ -96,7 +96,7 @@ def naive_m2ib(model, pixels, prompt, cfg, seeds):
 
 
 def fast_m2ib(model, pixels, prompt, cfg, seeds):
-    from medkt.segment.m2ib import m2ib_visual
+    from medkt.segmentation.m2ib import m2ib_visual
     text = model.encode_texts([prompt]).detach()
     return m2ib_visual(model, pixels, text, cfg, seeds)
 
@@ -107,7 +107,7 @@ def meta_flops(args) -> dict:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    import medkt.segment.m2ib as m2ib
+    import medkt.segmentation.m2ib as m2ib
     model = build_model(args.image_size).to("meta")
     cfg = m2ib.M2IBConfig(beta=1.0, layer=args.layer, steps=args.steps, samples=args.samples,
                           batch_size=args.images)
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
               f"layer {args.layer}): naive {f['naive'] / 1e12:.3f} TF, medkt {f['medkt'] / 1e12:.3f} TF, "
               f"ratio {f['naive'] / f['medkt']:.2f}x")
         return 0
-    from medkt.segment.m2ib import M2IBConfig
+    from medkt.segmentation.m2ib import M2IBConfig
     model = build_model(args.image_size)
     cfg = M2IBConfig(beta=1.0, layer=args.layer, steps=args.steps, samples=args.samples,
                      batch_size=args.images)

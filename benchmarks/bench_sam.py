@@ -2,7 +2,7 @@
 
 Reference arm ("per-prompt"): for each of P box prompts of an image, prepare + encode
 the image, decode that one box (what a loop of ``set_image`` + ``predict`` per prompt
-does).  medkt arm: :class:`medkt.segment.sam_segmenter.SamSegmenter` — images encoded once
+does).  medkt arm: :class:`medkt.segmentation.sam_segmenter.SamSegmenter` — images encoded once
 (batched), all P boxes decoded from that embedding in one decoder call.  The final
 masks (prompts OR-ed) must agree (IoU ≥ 0.99; asserted).
 
@@ -33,7 +33,7 @@ def build(image_size: int):
 
 
 def make_inputs(n_images: int, n_prompts: int, size: int, seed: int = 0):
-    from medkt.segment.prompts import Prompts
+    from medkt.segmentation.prompts import Prompts
     rng = np.random.default_rng(seed)
     images, prompts = [], []
     for _ in range(n_images):
@@ -49,7 +49,7 @@ def make_inputs(n_images: int, n_prompts: int, size: int, seed: int = 0):
 
 def per_prompt(seg, images, prompts):
     """Reference arm: re-encode the image for every prompt."""
-    from medkt.segment.prompts import Prompts
+    from medkt.segmentation.prompts import Prompts
     out = []
     for im, p in zip(images, prompts):
         mask = None
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from medkt.segment.sam_segmenter import SamConfig, SamSegmenter
+    from medkt.segmentation.sam_segmenter import SamConfig, SamSegmenter
     model = build(args.image_size)
     seg = SamSegmenter(model, SamConfig(model="random", keep_components=False, embed_batch_size=args.images))
     images, prompts = make_inputs(args.images, args.prompts, args.image_size)

@@ -20,19 +20,14 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
+from medkt._lazy import lazy_exports  # noqa: E402
+
 _LAZY = {
-    "create_model": ("medkt.models", "create_model"),
-    "list_models": ("medkt.models", "list_models"),
-    "from_open_clip": ("medkt.models", "from_open_clip"),
-    "from_hf": ("medkt.models", "from_hf"),
-    "segment": ("medkt.segment.api", "segment"),
-    "evaluate": ("medkt.metrics.evaluate", "evaluate"),
+    "create_model": "medkt.models",
+    "list_models": "medkt.models",
+    "from_open_clip": "medkt.models",
+    "from_hf": "medkt.models",
+    "segment": "medkt.segmentation.api",
+    "evaluate": "medkt.metrics.evaluate",
 }
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(mod), attr)
-    raise AttributeError(f"module 'medkt' has no attribute '{name}'")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

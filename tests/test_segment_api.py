@@ -1,11 +1,10 @@
 """End-to-end: `medkt segment` on DICOM (pydicom CT_small), NIfTI (nibabel anatomical.nii) and a
-folder of 2-D images with tiny models; in-memory API; callable `medkt.segment`; diagnostics."""
+folder of 2-D images with tiny models; in-memory API; `medkt.segment` is the function; diagnostics."""
 from __future__ import annotations
 
 import csv
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ TINY = ["--config", "tiny"]
 
 @pytest.fixture(scope="module")
 def segmenter():
-    from medkt.segment.pipeline import Segmenter, load_segment_config
+    from medkt.segmentation.pipeline import Segmenter, load_segment_config
     return Segmenter(load_segment_config("tiny"))
 
 
@@ -174,7 +173,7 @@ def test_api_in_memory_arrays_and_nifti(segmenter):
 
 def test_api_modes_and_empty_policies(segmenter):
     """Every prompt mode and empty policy runs through the whole pipeline."""
-    from medkt.segment import segment
+    from medkt.segmentation import segment
     img = np.random.default_rng(3).random((40, 60)).astype(np.float32)
     for policy in ("skip", "empty", "full_image"):  # a threshold above 1 empties the coarse mask
         r = segment(img, prompt="x", config="tiny", segmenter=segmenter,
@@ -192,20 +191,19 @@ def test_api_modes_and_empty_policies(segmenter):
         assert r.mask.shape == (40, 60) and r.cases[0].slices[0]["prompts"] >= 1
 
 
-def test_medkt_segment_is_callable_in_any_import_order():
-    code = ("import sys, medkt\n"
-            "f = medkt.segment\n"                      # lazy: the function (package not yet imported)
-            "import medkt.segment.pipeline\n"
-            "g = medkt.segment\n"                      # now the package module, which is callable
-            "from medkt import segment as h\n"
-            "from medkt.segment import segment as k\n"
-            "print(callable(f), callable(g), g is sys.modules['medkt.segment'], callable(h), callable(k))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["True"] * 5, out.stderr
+def test_medkt_segment_is_the_function_and_segmentation_the_package():
+    import types
+
+    import medkt
+    import medkt.segmentation
+    from medkt.segmentation.api import segment as api_segment
+    assert medkt.segment is api_segment and medkt.segmentation.segment is api_segment
+    assert isinstance(medkt.segmentation, types.ModuleType) and not callable(medkt.segmentation)
+    assert "Segmenter" in dir(medkt.segmentation) and "segment" in medkt.__all__
 
 
 def test_compare_maps_and_prompt_sensitivity(segmenter):
-    from medkt.segment.diagnostics import compare_maps, prompt_sensitivity, random_prompt
+    from medkt.segmentation.diagnostics import compare_maps, prompt_sensitivity, random_prompt
     a = np.random.default_rng(0).random((10, 12))
     same = compare_maps(a, a)
     assert same["pearson"] == pytest.approx(1.0) and same["mad"] == 0.0 and same["top_iou"] == 1.0

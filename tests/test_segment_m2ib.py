@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from medkt.errors import ConfigError
-from medkt.segment.m2ib import M2IBConfig, bottleneck, m2ib_text, m2ib_visual, resolve_layer
-from medkt.segment.saliency import SaliencyEngine, SquareGeometry, minmax
+from medkt.segmentation.m2ib import M2IBConfig, bottleneck, m2ib_text, m2ib_visual, resolve_layer
+from medkt.segmentation.saliency import SaliencyEngine, SquareGeometry, minmax
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_squash_and_center_crop_geometry():
 
 def test_engine_maps_a_blob_back_through_the_whole_image_path(clip, monkeypatch):
     """SaliencyEngine wiring (letterbox in, grid map back) with M2IB replaced by 'where is it bright'."""
-    import medkt.segment.saliency as sal
+    import medkt.segmentation.saliency as sal
 
     def fake_m2ib(model, pixels, text, cfg, seeds):
         x01 = model.denormalize(pixels).mean(dim=1, keepdim=True)

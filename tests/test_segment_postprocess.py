@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medkt.errors import OptionalDependencyError, UnknownNameError
-from medkt.segment.postprocess import (BINARISERS, PostprocessConfig, components_by_size, keep_top_k,
+from medkt.segmentation.postprocess import (BINARISERS, PostprocessConfig, components_by_size, keep_top_k,
                                        kmeans_1d, postprocess, remove_small)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medkt.errors import ConfigError, UnknownNameError
-from medkt.segment.prompts import PromptConfig, component_boxes, make_prompts, mask_box
+from medkt.segmentation.prompts import PromptConfig, component_boxes, make_prompts, mask_box
 
 
 def _mask():
@@ -67,7 +67,7 @@ def test_few_pixels_sample_with_replacement():
                                                  ("full_image", "full_image", [[0, 0, 80, 50]])])
 @pytest.mark.parametrize("mode", ["box", "boxes", "points", "box+points"])
 def test_empty_mask_policies_never_crash_and_log(policy, status, boxes, mode, caplog):
-    with caplog.at_level(logging.WARNING, logger="medkt.segment"):
+    with caplog.at_level(logging.WARNING, logger="medkt.segmentation"):
         p = make_prompts(np.zeros((50, 80), bool), PromptConfig(mode=mode, empty=policy), name="case7")
     assert p.status == status and p.points is None
     if boxes is None:

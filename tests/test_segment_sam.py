@@ -6,8 +6,8 @@ import pytest
 from scipy import ndimage
 
 from medkt.errors import UnknownNameError
-from medkt.segment.prompts import PromptConfig, Prompts, make_prompts
-from medkt.segment.sam_segmenter import SELECTORS, SamConfig, SamSegmenter, staple
+from medkt.segmentation.prompts import PromptConfig, Prompts, make_prompts
+from medkt.segmentation.sam_segmenter import SELECTORS, SamConfig, SamSegmenter, staple
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ and one module per task pipeline (``classification``, ``retrieval``, ``captionin
 """
 from __future__ import annotations
 
-import importlib
+from medkt._lazy import lazy_exports
 
 _LAZY = {
     "load_dataset": "datasets", "list_datasets": "datasets", "get_adapter": "datasets",
@@ -33,14 +33,4 @@ _LAZY = {
     "part_blocks": "shard",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"medkt.bench.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'medkt.bench' has no attribute '{name}'")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

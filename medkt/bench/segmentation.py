@@ -1,6 +1,6 @@
 """Zero-shot segmentation pipeline: M2IB saliency → post-processing → SAM (``medkt.segment``).
 
-A worker holds one :class:`medkt.segment.Segmenter` (the CLIP-family model — baseline or
+A worker holds one :class:`medkt.segmentation.Segmenter` (the CLIP-family model — baseline or
 after KT — and SAM, each loaded once) and segments a block of slices with the group's
 text prompt.  Per case: DSC, NSD, IoU, HD95 and the case type from
 :func:`medkt.metrics.segmentation_scores` (tolerance, units and empty-mask policy from
@@ -28,7 +28,7 @@ def metric_config(options: dict):
 class Worker:
     def __init__(self, spec, model):
         from medkt.models import create_model
-        from medkt.segment import Segmenter, load_segment_config
+        from medkt.segmentation import Segmenter, load_segment_config
         opts = spec.options
         self.spec = spec
         self.prompt = opts.get("prompt")

@@ -41,7 +41,7 @@ Names are imported lazily, so ``import medkt.metrics`` does not import MONAI or 
 """
 from __future__ import annotations
 
-import importlib
+from medkt._lazy import lazy_exports
 
 _LAZY = {
     # segmentation
@@ -79,15 +79,4 @@ _LAZY = {
     "CaptionScores": "captioning",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        module = importlib.import_module(f"medkt.metrics.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'medkt.metrics' has no attribute '{name}'")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -23,7 +23,7 @@ See docs/worlds.md.  Names are imported lazily (importing the package imports no
 """
 from __future__ import annotations
 
-import importlib
+from medkt._lazy import lazy_exports
 
 _LAZY = {
     "build_world": "concepts", "WorldSpec": "concepts", "World": "concepts", "Concept": "concepts",
@@ -35,10 +35,4 @@ _LAZY = {
     "phantom_baseline": "phantom_experiments", "phantom_kt": "phantom_experiments",
     "DemoConfig": "demo", "run_demo": "demo",
 }
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"medkt.worlds.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'medkt.worlds' has no attribute '{name}'")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

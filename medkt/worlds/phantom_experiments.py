@@ -1,7 +1,7 @@
 """Segmentation experiments on the phantoms (the paper's Table 4 in miniature).
 
 * :func:`run_pipeline` — M2IB saliency (``phantom-clip``) → k-means coarse mask → box →
-  ``phantom-sam``, through :class:`medkt.segment.Segmenter`; DSC / NSD / IoU per image
+  ``phantom-sam``, through :class:`medkt.segmentation.Segmenter`; DSC / NSD / IoU per image
   with :func:`medkt.metrics.segmentation_scores` (NSD tolerance 2 px), plus two saliency
   scores: *energy in mask* (share of saliency inside the GT) and the pointing game (the
   saliency maximum lies in the GT).
@@ -39,7 +39,7 @@ class PhantomSettings:
 
 
 def segment_config(s: PhantomSettings):
-    from medkt.segment import load_segment_config
+    from medkt.segmentation import load_segment_config
     ov = [f"m2ib.beta={s.m2ib_beta}", f"m2ib.steps={s.m2ib_steps}", f"m2ib.samples={s.m2ib_samples}",
           "m2ib.resize=squash", "postprocess.mode=kmeans", "postprocess.top_k=1", "prompts.mode=box",
           "sam.model=phantom-sam"]
@@ -59,7 +59,7 @@ def run_pipeline(model, sam_model, images: np.ndarray, masks: np.ndarray, prompt
                  s: PhantomSettings, keep: int = 0) -> dict:
     """Segment ``images`` (uint8 ``[N, S, S]``) for ``prompt``; mean scores and ``keep`` examples."""
     from medkt.metrics import segmentation_scores
-    from medkt.segment import Segmenter
+    from medkt.segmentation import Segmenter
     seg = Segmenter(segment_config(s), model=model, sam_model=sam_model)
     ims = [im.astype(np.float32) / 255.0 for im in images]
     t0 = time.time()

@@ -1,6 +1,6 @@
 """``medkt segment INPUT -o OUT --prompt TEXT``: zero-shot M2IB → SAM segmentation.
 
-Calls :func:`medkt.segment.api.segment` with the same options (keywords only).
+Calls :func:`medkt.segmentation.api.segment` with the same options (keywords only).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from medkt.segment.api import segment
+    from medkt.segmentation.api import segment
     result = segment(args.input, prompt=args.prompt, output=args.output, config=args.config,
                      overrides=args.overrides, model=args.model, sam=args.sam, modality=args.modality,
                      window=args.window, gt=args.gt, mask_format=args.mask_format,

@@ -53,7 +53,7 @@ def prompt_sensitivity(engine, images: Sequence, prompt: str, *, neutral_prompt:
                        top_fraction: float = 0.1, names: Sequence[str] | None = None) -> list[dict]:
     """Per-image rows comparing the real prompt's map with neutral and random prompts.
 
-    ``engine``: a :class:`~medkt.segment.saliency.SaliencyEngine`; ``images`` as it takes.
+    ``engine``: a :class:`~medkt.segmentation.saliency.SaliencyEngine`; ``images`` as it takes.
     Every prompt uses noise seed ``engine.cfg.seed`` for every image.  Each row has
     ``image``, ``prompt`` and, per alternative ``alt`` (``neutral``, ``random1``...),
     ``<alt>_prompt``, ``<alt>_pearson``, ``<alt>_mad``, ``<alt>_top_iou``.

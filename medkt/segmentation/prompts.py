@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from medkt.errors import ConfigError, look_up
 
-log = logging.getLogger("medkt.segment")
+log = logging.getLogger("medkt.segmentation")
 
 PROMPT_MODES = {"box": "box", "boxes": "boxes", "points": "points", "box+points": "box+points"}
 EMPTY_POLICIES = {"skip": "skip", "empty": "empty", "full_image": "full_image"}

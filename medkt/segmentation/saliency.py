@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from medkt.errors import ConfigError
 from medkt.models.base import image_to_unit_tensor, resize_to_square
-from medkt.segment.m2ib import M2IBConfig, TextMap, m2ib_text, m2ib_visual
+from medkt.segmentation.m2ib import M2IBConfig, TextMap, m2ib_text, m2ib_visual
 
 RESIZE_MODES = ("letterbox", "squash", "center_crop")
 

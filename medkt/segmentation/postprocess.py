@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from medkt.errors import ConfigError, OptionalDependencyError, look_up
 
-log = logging.getLogger("medkt.segment")
+log = logging.getLogger("medkt.segmentation")
 
 
 @dataclass

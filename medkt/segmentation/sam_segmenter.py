@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from medkt.errors import ConfigError, look_up
-from medkt.segment.postprocess import keep_top_k
-from medkt.segment.prompts import Prompts
+from medkt.segmentation.postprocess import keep_top_k
+from medkt.segmentation.prompts import Prompts
 
-log = logging.getLogger("medkt.segment")
+log = logging.getLogger("medkt.segmentation")
 
 
 @dataclass

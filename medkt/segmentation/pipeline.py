@@ -4,7 +4,7 @@
 ``--config`` / ``--set``), :class:`Segmenter` loads the two models once and segments
 lists of 2-D slices in batches (M2IB ``m2ib.batch_size`` images at a time, each with its
 own α; SAM embeddings ``sam.embed_batch_size`` at a time).  Volumes, files and outputs
-are handled in :mod:`medkt.segment.api`.
+are handled in :mod:`medkt.segmentation.api`.
 
 Images given to :meth:`Segmenter.segment_slices` are ``H×W`` or ``H×W×3`` float arrays in
 [0, 1] (already windowed / intensity-prepared) or uint8; every result is on the same
@@ -22,13 +22,13 @@ import numpy as np
 
 from medkt.config import load_config
 from medkt.errors import ConfigError
-from medkt.segment.m2ib import M2IBConfig, TextMap
-from medkt.segment.postprocess import PostprocessConfig, postprocess
-from medkt.segment.prompts import PromptConfig, Prompts, make_prompts
-from medkt.segment.saliency import SaliencyEngine
-from medkt.segment.sam_segmenter import SamConfig, SamSegmenter
+from medkt.segmentation.m2ib import M2IBConfig, TextMap
+from medkt.segmentation.postprocess import PostprocessConfig, postprocess
+from medkt.segmentation.prompts import PromptConfig, Prompts, make_prompts
+from medkt.segmentation.saliency import SaliencyEngine
+from medkt.segmentation.sam_segmenter import SamConfig, SamSegmenter
 
-log = logging.getLogger("medkt.segment")
+log = logging.getLogger("medkt.segmentation")
 
 MASK_FORMATS = ("auto", "nifti", "dicom-seg", "png")
 
@@ -47,7 +47,7 @@ class OutputConfig:
 
 @dataclass
 class DiagnosticsConfig:
-    """Prompt-sensitivity diagnostic (see :mod:`medkt.segment.diagnostics`)."""
+    """Prompt-sensitivity diagnostic (see :mod:`medkt.segmentation.diagnostics`)."""
 
     enabled: bool = False
     neutral_prompt: str = "a medical image"

@@ -23,9 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from medkt.errors import ConfigError, InputError
-from medkt.segment.pipeline import SegmentConfig, Segmenter, SliceResult, load_segment_config
+from medkt.segmentation.pipeline import SegmentConfig, Segmenter, SliceResult, load_segment_config
 
-log = logging.getLogger("medkt.segment")
+log = logging.getLogger("medkt.segmentation")
 
 _MASK_EXT = {"nifti": "mask.nii.gz", "png": "mask.png", "dicom-seg": "mask.seg.dcm"}
 
@@ -207,7 +207,7 @@ class _CaseRunner:
             row.update(self._score(cid, vol, mask))
         if self.cfg.diagnostics.enabled:
             out.sensitivity = self._sensitivity(cid, pairs)
-            from medkt.segment.diagnostics import summarize_sensitivity
+            from medkt.segmentation.diagnostics import summarize_sensitivity
             row.update({f"sens_{k}": round(v, 4) for k, v in summarize_sensitivity(out.sensitivity).items()})
         if self.out_dir is not None:
             out.files = self._write(cid, vol, pairs, mask, sal, coarse, results)
@@ -235,7 +235,7 @@ class _CaseRunner:
         return {k: v for k, v in scores.items() if np.isscalar(v)}
 
     def _sensitivity(self, cid: str, pairs) -> list[dict]:
-        from medkt.segment.diagnostics import prompt_sensitivity
+        from medkt.segmentation.diagnostics import prompt_sensitivity
         d = self.cfg.diagnostics
         n = len(pairs)
         idx = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(d.max_slices, n))})

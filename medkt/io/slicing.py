@@ -76,8 +76,12 @@ class SliceMap:
             return [array]
         c = self._canonical(array)
         out = []
+        index: list = [slice(None)] * c.ndim
         for k in self.indices:
-            plane = np.take(c, k, axis=self.axis)
+            # a basic-indexing view: np.take would first copy a non-contiguous ``c`` (the
+            # reoriented volume) whole, for every slice -- quadratic in the slice count
+            index[self.axis] = k
+            plane = c[tuple(index)]
             out.append(np.ascontiguousarray(plane.T[::-1, ::-1] if self.display else plane))
         return out
 

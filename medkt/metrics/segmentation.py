@@ -11,6 +11,14 @@ Array conventions
   as empty).  Multi-class mode: ``classes`` is a list of integer labels or a mapping
   ``{name: label}``; class ``c`` is ``value == label`` (no threshold).
 
+NSD and HD95 conventions
+------------------------
+``nsd_mode`` and ``hd95_mode`` name the convention (:mod:`medkt.metrics.conventions`); the
+defaults, ``"deepmind"`` for both, are DeepMind ``surface-distance``'s area-weighted surface
+elements, which the segmentation challenges and MedSAM use.  ``nsd_mode="surface"`` /
+``hd95_mode="monai"`` are MONAI's boundary-voxel conventions, ``hd95_mode="medpy"`` is medpy's
+``hd95``.  Every report states both modes (:meth:`SegMetricConfig.describe`).
+
 Case types and the empty-mask policy
 ------------------------------------
 Each (case, class) is one of ``both_nonempty``, ``both_empty``, ``gt_empty`` (prediction
@@ -38,7 +46,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from medkt.errors import ConfigError, InputError, UnknownNameError
-from medkt.metrics.surface import DEFAULT_HD95_MODE, DEFAULT_NSD_MODE, HD95_MODES, NSD_MODES, check_mode
+from medkt.metrics.conventions import (DEFAULT_HD95_MODE, DEFAULT_NSD_MODE, HD95_CONVENTIONS,  # noqa: F401
+                                       HD95_MODES, NSD_CONVENTIONS, NSD_MODES, check_mode, distance_units)
 
 SEG_METRICS = ("dsc", "iou", "nsd", "hd95")
 OVERLAP_METRICS = ("dsc", "iou", "nsd")
@@ -54,24 +63,6 @@ EMPTY_POLICIES: dict[str, dict[str, dict[str, float]]] = {
     "monai": {m: {"both_empty": NAN, "gt_empty": NAN, "pred_empty": 0.0} for m in OVERLAP_METRICS}
     | {"hd95": {"both_empty": NAN, "gt_empty": NAN, "pred_empty": NAN}},
 }
-
-
-#: What each mode computes, as written into every report.
-NSD_CONVENTIONS = {
-    "deepmind": "area-weighted surface elements (DeepMind surface-distance "
-                "compute_surface_dice_at_tolerance; the convention of the challenges and MedSAM)",
-    "surface": "boundary-voxel count (MONAI compute_surface_dice, use_subvoxels=False)",
-    "medclip-samv2": "MedCLIP-SAMv2 slab 'NSD': tolerant area overlap in pixels, spacing ignored",
-}
-HD95_CONVENTIONS = {
-    "deepmind": "area-weighted percentile of surface-element distances, no interpolation, larger "
-                "direction (DeepMind surface-distance compute_robust_hausdorff)",
-    "monai": "max of the two directed percentiles of boundary-voxel distances, linear interpolation "
-             "(MONAI compute_hausdorff_distance)",
-    "medpy": "percentile of both directions' boundary-voxel distances pooled, linear interpolation "
-             "(medpy.metric.binary.hd95)",
-}
-assert set(NSD_CONVENTIONS) == set(NSD_MODES) and set(HD95_CONVENTIONS) == set(HD95_MODES)
 
 
 @dataclass
@@ -104,7 +95,8 @@ class SegMetricConfig:
 
     @property
     def distance_units(self) -> str:
-        return "px" if self.nsd_mode == "medclip-samv2" else self.nsd_units
+        """Units of the tolerance and of HD95 (``medclip-samv2`` is always in pixels)."""
+        return distance_units(self.nsd_mode, self.nsd_units)
 
     def describe(self) -> dict:
         """The resolved conventions, as stated in every report."""

@@ -44,25 +44,10 @@ from typing import Sequence
 
 import numpy as np
 
+from medkt.metrics.conventions import DEFAULT_HD95_MODE, DEFAULT_NSD_MODE, check_mode
+
 __all__ = ["mask_edges", "surface_distances", "compute_nsd", "compute_hd95", "compute_slab_nsd",
-           "nsd_from_distances", "hd_from_distances", "NSD_MODES", "HD95_MODES",
-           "DEFAULT_NSD_MODE", "DEFAULT_HD95_MODE"]
-
-#: NSD conventions; the first is the default (the one the challenges and MedSAM report).
-NSD_MODES = ("deepmind", "surface", "medclip-samv2")
-#: HD95 conventions; the first is the default.
-HD95_MODES = ("deepmind", "monai", "medpy")
-DEFAULT_NSD_MODE = NSD_MODES[0]
-DEFAULT_HD95_MODE = HD95_MODES[0]
-
-
-def check_mode(kind: str, mode: str) -> str:
-    """Return ``mode`` if it is a known ``"NSD"`` / ``"HD95"`` convention, else raise UnknownNameError."""
-    names = NSD_MODES if kind == "NSD" else HD95_MODES
-    if mode not in names:
-        from medkt.errors import UnknownNameError
-        raise UnknownNameError(f"{kind} mode", str(mode), names)
-    return mode
+           "nsd_from_distances", "hd_from_distances"]
 
 
 def _spacing_tuple(spacing: Sequence[float] | float | None, ndim: int) -> tuple[float, ...] | None:

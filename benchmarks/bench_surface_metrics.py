@@ -8,7 +8,8 @@ Two parts, both on seeded synthetic anisotropic 3-D cases (spacing 0.8 x 0.8 x 3
   ``surface``/``monai``) when they are installed.  Protocol: one warm-up call, then R rounds
   alternating A, B, B, A; the median of each arm is reported.
 * ``--compare``: 12 cases (smooth blobs against predictions shifted by 1-3 voxels, eroded or
-  dilated in-plane by 2-3 voxels (1.6-2.4 mm), or with a noisy boundary); per case NSD at 2 mm
+  dilated in-plane by 2-3 voxels (1.6-2.4 mm), with a noisy boundary, with four false-positive
+  specks 10-30 mm away, or with the top 1-2 slices missed); per case NSD at 2 mm
   in the NSD modes and HD95 in the three HD95 modes, the worst absolute differences between modes, and the worst difference from the reference
   packages when installed.
 
@@ -47,19 +48,32 @@ def perturb(gt, kind, rng):
         return ndi.binary_erosion(gt, in_plane, iterations=int(rng.integers(2, 4)))
     if kind == "dilate":
         return ndi.binary_dilation(gt, in_plane, iterations=int(rng.integers(2, 4)))
+    if kind == "islands":  # false-positive specks 10-30 mm from the object, as zero-shot masks have
+        out = gt.copy()
+        dist = ndi.distance_transform_edt(~gt, sampling=SPACING)
+        far = np.argwhere((dist > 10) & (dist < 30))
+        for i in rng.choice(len(far), size=4, replace=False):
+            x, y, z = far[i]
+            out[x - 2:x + 2, y - 2:y + 2, z:z + 1] = True
+        return out
+    if kind == "cut":  # the top 1-2 slices missed (3 mm each)
+        zs = np.nonzero(gt.any(axis=(0, 1)))[0]
+        out = gt.copy()
+        out[:, :, zs[-1] - int(rng.integers(0, 2)):] = False
+        return out
     noisy = ndi.gaussian_filter((gt.astype(np.float32) + 0.6 * rng.standard_normal(gt.shape)), 1.0)
     return noisy > 0.5
 
 
 def cases(n=12, shape=(160, 160, 40), seed=0):
     rng = np.random.default_rng(seed)
-    kinds = ("shift", "erode", "dilate", "noise")
+    kinds = ("shift", "erode", "dilate", "noise", "islands", "cut")
     out = []
     for i in range(n):
         radii = (rng.uniform(15, 40), rng.uniform(15, 40), rng.uniform(4, 10))
         centre = tuple(s / 2 + rng.uniform(-10, 10) for s in shape[:2]) + (shape[2] / 2,)
         gt = blob(shape, centre, radii, rng)
-        out.append((f"case{i:02d}-{kinds[i % 4]}", perturb(gt, kinds[i % 4], rng), gt))
+        out.append((f"case{i:02d}-{kinds[i % 6]}", perturb(gt, kinds[i % 6], rng), gt))
     return out
 
 
@@ -120,7 +134,8 @@ def speed(rounds: int) -> None:
 
 
 def compare() -> None:
-    from medkt.metrics.surface import HD95_MODES, NSD_MODES, compute_hd95, compute_nsd
+    from medkt.metrics.conventions import HD95_MODES, NSD_MODES
+    from medkt.metrics.surface import compute_hd95, compute_nsd
     try:
         import surface_distance as sd
     except ImportError:

@@ -32,8 +32,8 @@ def _parse_classes(text: str | None):
 
 def add_arguments(p):
     p.add_argument("pred", help="predicted mask file or folder")
-    p.add_argument("gt", help="ground-truth mask file or folder (cases matched by case id = file name "
-                              "without extension)")
+    p.add_argument("gt", help="ground-truth mask file or folder (cases matched by case id: medkt.io's "
+                              "ids, as medkt segment names its outputs; .npy: file name without extension)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT",
                    help="output folder for per_case.csv, summary.json and run.json")
     p.add_argument("--nsd-tolerance", type=float, default=None, metavar="TAU",

@@ -187,7 +187,8 @@ def _config_from(config: SegMetricConfig | None, options: dict) -> SegMetricConf
     unknown = sorted(set(options) - names)
     if unknown:
         from medkt.errors import UnknownNameError
-        raise UnknownNameError("evaluate option", unknown[0], sorted(names) + ["spacing", "seed", "n_boot"])
+        raise UnknownNameError("evaluate option", unknown[0], sorted(names) + [
+            "spacing", "missing_prediction", "seed", "n_boot", "overwrite", "resample_pred", "grid_tolerance"])
     if config is None:
         return SegMetricConfig(**options)
     import dataclasses
@@ -224,6 +225,8 @@ def evaluate(pred, gt, out: str | Path | None = None, *, config: SegMetricConfig
     if not gt_map:
         raise InputError("no ground-truth masks found.", path=None if isinstance(gt, Mapping) else str(gt),
                          hint="point GT at a mask file or a folder of masks")
+    if not (isinstance(grid_tolerance, (int, float)) and 0 <= grid_tolerance < math.inf):
+        raise ConfigError(f"grid_tolerance must be a finite number >= 0 (GT voxels), got {grid_tolerance!r}.")
     grids = {"resample_pred": bool(resample_pred), "tolerance_voxels": float(grid_tolerance)}
     rows: list[dict] = []
     for cid in sorted(set(pred_map) | set(gt_map)):

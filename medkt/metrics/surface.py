@@ -6,7 +6,9 @@ Conventions (all functions):
   ``(D, H, W)`` — any axis order, as long as both masks and ``spacing`` share it.
 * ``spacing`` has one entry per array axis, **in the order of** ``array.shape``, in mm;
   ``None`` means 1 per axis (distances and tolerances are then in pixels).
-* Boundaries are MONAI's (``monai.metrics.utils.get_mask_edges`` without sub-voxels): a
+* Boundary-voxel modes (``nsd_mode="surface"``, ``hd95_mode="monai"`` / ``"medpy"``; the
+  ``"deepmind"`` modes use area-weighted surface elements, :mod:`medkt.metrics.surfels`).
+  Boundaries are MONAI's (``monai.metrics.utils.get_mask_edges`` without sub-voxels): a
   foreground voxel is on the boundary if one of its face neighbours (4-/6-connectivity)
   is background or lies outside the image.  Distances are exact Euclidean distances
   between boundary voxel centres, scaled by ``spacing`` (MONAI's

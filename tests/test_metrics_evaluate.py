@@ -105,10 +105,13 @@ def test_nifti_spacing_and_compat_mode(tmp_path):
     aff = np.diag([3.0, 1.0, 1.0, 1.0])
     nib.save(nib.Nifti1Image(box3d(2), aff), str(gt / "vol.nii.gz"))
     nib.save(nib.Nifti1Image(box3d(3), aff), str(pred / "vol.nii.gz"))
-    mm = evaluate(pred, gt, nsd_tolerance=2.0, n_boot=10).rows[0]
-    px = evaluate(pred, gt, nsd_tolerance=2.0, nsd_units="px", n_boot=10).rows[0]
+    voxel = {"nsd_mode": "surface", "hd95_mode": "monai"}  # boundary-voxel counts below
+    mm = evaluate(pred, gt, nsd_tolerance=2.0, n_boot=10, **voxel).rows[0]
+    px = evaluate(pred, gt, nsd_tolerance=2.0, nsd_units="px", n_boot=10, **voxel).rows[0]
     assert mm["nsd"] == pytest.approx(152 / 224) and px["nsd"] == pytest.approx(1.0)
-    assert mm["spacing"] == "3x1x1"
+    assert mm["spacing"] == "3x1x1" and mm["geometry"] == "same grid"
+    # the default (DeepMind, area-weighted) convention counts the shared faces by area
+    assert 152 / 224 < evaluate(pred, gt, nsd_tolerance=2.0, n_boot=10).rows[0]["nsd"] < 1.0
     # a 2-D slice stored as (H, W, 1) is scored in 2-D (its faces are not boundary)
     nib.save(nib.Nifti1Image(square()[..., None], np.eye(4)), str(gt / "slice.nii.gz"))
     nib.save(nib.Nifti1Image(square(1)[..., None], np.eye(4)), str(pred / "slice.nii.gz"))
@@ -142,32 +145,33 @@ def test_png_multiclass_and_in_memory(tmp_path):
     assert math.isnan(bad.summary["metrics"]["dsc"]["mean"])
 
 
-def test_uses_the_io_layer_when_present(tmp_path, monkeypatch):
-    """With medkt.io available, cases come from discover_cases/read_case (faked here); 2-D
-    images have no physical spacing and RGB masks are reduced to one channel."""
-    from types import SimpleNamespace
+def test_case_ids_come_from_medkt_io(tmp_path):
+    """Ids (pairing keys) are medkt.io.discover_cases' ids on both sides, whatever the file type;
+    2-D images have no physical spacing and RGB masks are reduced to one channel."""
+    from PIL import Image
 
-    import medkt.metrics.evaluate as ev
+    from medkt.io import discover_cases
     pred, gt = tmp_path / "p", tmp_path / "g"
     pred.mkdir()
     gt.mkdir()
-    arrays = {("p", "k1"): np.repeat(square(1)[..., None] * 255, 3, axis=2), ("g", "k1"): square(),
-              ("p", "k2"): square(), ("g", "k2"): square()}
-    np.save(gt / "k3.npy", square())  # .npy next to io-layer cases is still read here
-
-    def discover(path):
-        side = Path(path).name
-        return [SimpleNamespace(case_id=c, paths=[Path(path) / f"{c}.png"], side=side)
-                for c in (("k2", "k1") if side == "p" else ("k1", "k2"))]
-
-    def read(case):
-        return SimpleNamespace(array=arrays[(case.side, case.case_id)], spacing=(1.0, 1.0), kind="image2d")
-
-    monkeypatch.setattr(ev, "_io_layer", lambda: (discover, read))
+    Image.fromarray(np.repeat(square(1)[..., None] * 255, 3, axis=2).astype(np.uint8)).save(pred / "k 1.png")
+    Image.fromarray((square() * 255).astype(np.uint8)).save(gt / "k 1.png")
+    Image.fromarray(square().astype(np.uint8)).save(pred / "k2.png")
+    Image.fromarray(square().astype(np.uint8)).save(gt / "k2.tif")  # other type, same id
+    np.save(gt / "k3.npy", square())  # NumPy masks (not read by medkt.io) are keyed by file name
     rep = evaluate(pred, gt, nsd_units="px", nsd_tolerance=1.0, n_boot=10)
     rows = {r["case_id"]: r for r in rep.rows}
-    assert rows["k1"]["dsc"] == pytest.approx(264 / 288) and rows["k2"]["dsc"] == 1.0
+    io_ids = {c.case_id for c in discover_cases(gt)}
+    assert set(rows) == io_ids | {"k3"}
+    k1 = next(i for i in io_ids if i.startswith("k") and i != "k2")
+    assert rows[k1]["dsc"] == pytest.approx(264 / 288) and rows["k2"]["dsc"] == 1.0
     assert rows["k3"]["status"] == "missing_prediction"
-    assert rep.summary["reader"] == "medkt.io"
+    assert rows["k2"]["geometry"].startswith("not compared")
+    assert rep.summary["reader"].startswith("medkt.io")
     with pytest.raises(ConfigError, match="no voxel spacing"):
         evaluate(pred, gt, n_boot=10)  # mm requested, PNG has none
+
+
+def test_dead_fallback_reader_is_gone():
+    import medkt.metrics.evaluate as ev
+    assert not hasattr(ev, "_read_fallback") and not hasattr(ev, "_io_layer") and not hasattr(ev, "_case_id")

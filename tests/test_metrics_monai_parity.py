@@ -1,4 +1,5 @@
-"""Parity with MONAI where both define the same thing; the empty policy is the only difference;
+"""Parity with MONAI where both define the same thing (``nsd_mode="surface"``,
+``hd95_mode="monai"``: MONAI's conventions); the empty policy is the only difference;
 the MedCLIP-SAMv2 compatibility NSD equals a direct computation of the slab formula."""
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from scipy.ndimage import binary_dilation, gaussian_filter
 from medkt.metrics import compute_slab_nsd, segmentation_scores
 
 monai_metrics = pytest.importorskip("monai.metrics")
+
+MONAI = {"nsd_mode": "surface", "hd95_mode": "monai"}  # medkt's names for MONAI's conventions
 
 
 def blobs(rng, shape, n, level=0.2):
@@ -37,7 +40,7 @@ def test_parity_on_non_empty_masks(shape, spacing, tol):
     preds, gts = blobs(rng, shape, 8), blobs(rng, shape, 8)
     for p, g in zip(preds, gts):
         assert p.any() and g.any()
-        r = segmentation_scores(p, g, spacing=spacing, nsd_tolerance=tol)
+        r = segmentation_scores(p, g, spacing=spacing, nsd_tolerance=tol, **MONAI)
         P, G = onehot(p), onehot(g)
         dice = monai_metrics.DiceMetric(include_background=False)
         dice(P, G)
@@ -63,7 +66,7 @@ def test_multiclass_parity_per_class():
     # smooth label maps so boundaries are meaningful
     p = np.argmax(np.stack([gaussian_filter((p == k).astype(float), 2) for k in range(4)]), 0)
     g = np.argmax(np.stack([gaussian_filter((g == k).astype(float), 2) for k in range(4)]), 0)
-    r = segmentation_scores(p, g, spacing=(1.2, 0.9), classes=[1, 2, 3], nsd_tolerance=1.0)
+    r = segmentation_scores(p, g, spacing=(1.2, 0.9), classes=[1, 2, 3], nsd_tolerance=1.0, **MONAI)
     P = torch.nn.functional.one_hot(torch.from_numpy(p), 4).permute(2, 0, 1)[None].float()
     G = torch.nn.functional.one_hot(torch.from_numpy(g), 4).permute(2, 0, 1)[None].float()
     dice = monai_metrics.compute_dice(P, G, include_background=False)[0]
@@ -84,7 +87,7 @@ def test_difference_from_monai_is_exactly_the_empty_policy():
     pairs = [(p, g) for p in masks[:3] + [empty] for g in masks[3:] + [empty]]
     seen = set()
     for p, g in pairs:
-        r = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=1.0)
+        r = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=1.0, **MONAI)
         seen.add(r["case_type"])
         P, G = onehot(p), onehot(g)
         with warnings.catch_warnings():
@@ -137,9 +140,10 @@ def test_compat_mode_is_an_area_overlap_not_a_boundary_metric():
     g[10:40, 10:40] = True
     p = np.roll(g, 3, axis=1)
     slab = segmentation_scores(p, g, nsd_mode="medclip-samv2")["nsd"]
-    boundary = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=2.0)["nsd"]
+    boundary = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=2.0, **MONAI)["nsd"]
+    area_weighted = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=2.0)["nsd"]  # deepmind
     assert slab == pytest.approx(slab_formula_direct(p, g))
-    assert slab > 0.95 and boundary < 0.6
+    assert slab > 0.95 and boundary < 0.6 and area_weighted < 0.6
 
 
 @pytest.mark.parametrize("shape,spacing,tol", CASES)

@@ -11,6 +11,9 @@ from medkt.errors import ConfigError, InputError, UnknownNameError
 from medkt.metrics import SegMetricConfig, resolve_empty_policy, segmentation_scores
 
 
+VOXEL = {"nsd_mode": "surface", "hd95_mode": "monai"}  # boundary-voxel conventions (hand counts below)
+
+
 def square(shift: int = 0, shape=(32, 32)) -> np.ndarray:
     m = np.zeros(shape, dtype=np.uint8)
     m[10:22, 10 + shift:22 + shift] = 1
@@ -22,14 +25,14 @@ def test_shifted_square_by_hand():
     # 12x12 squares, one shifted 1 px: |G| = |P| = 144, |G∩P| = 132, |G∪P| = 156.
     # Boundaries (44 px each): 22 boundary pixels at distance 0, 22 at distance 1 each way.
     g, p = square(), square(1)
-    r = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=1.0)
+    r = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=1.0, **VOXEL)
     assert r["dsc"] == pytest.approx(264 / 288, abs=1e-12)
     assert r["iou"] == pytest.approx(132 / 156, abs=1e-12)
     assert r["nsd"] == pytest.approx(1.0, abs=1e-12)
     assert r["hd95"] == pytest.approx(1.0, abs=1e-12)
     assert r["case_type"] == "both_nonempty"
     assert (r["gt_voxels"], r["pred_voxels"]) == (144, 144)
-    half = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=0.5)
+    half = segmentation_scores(p, g, nsd_units="px", nsd_tolerance=0.5, **VOXEL)
     assert half["nsd"] == pytest.approx(44 / 88, abs=1e-12)
 
 
@@ -38,12 +41,13 @@ def test_shifted_square_spacing_scales_distances():
     # 2.5 mm per column: the 1-px offsets become 2.5 mm.  Within 2 mm per direction: the 22
     # coinciding pixels, plus 4 side pixels 1 or 2 rows (1 mm per row) from the other mask's
     # top/bottom edge; the other 18 are 2.5 mm away.
-    r = segmentation_scores(p, g, spacing=(1.0, 2.5), nsd_tolerance=2.0)
+    r = segmentation_scores(p, g, spacing=(1.0, 2.5), nsd_tolerance=2.0, **VOXEL)
     assert r["nsd"] == pytest.approx(52 / 88, abs=1e-12)
     assert r["hd95"] == pytest.approx(2.5, abs=1e-6)
-    assert segmentation_scores(p, g, spacing=(1.0, 2.5), nsd_tolerance=2.5)["nsd"] == pytest.approx(1.0)
-    # spacing along the other axis does not matter for this shift
-    assert segmentation_scores(p, g, spacing=(7.0, 1.0), nsd_tolerance=1.0)["nsd"] == pytest.approx(1.0)
+    for modes in (VOXEL, {}):  # {} = the defaults (deepmind)
+        assert segmentation_scores(p, g, spacing=(1.0, 2.5), nsd_tolerance=2.5, **modes)["nsd"] == pytest.approx(1.0)
+        # spacing along the other axis does not matter for this shift
+        assert segmentation_scores(p, g, spacing=(7.0, 1.0), nsd_tolerance=1.0, **modes)["nsd"] == pytest.approx(1.0)
 
 
 def test_identical_masks_score_perfectly_and_torch_input_works():
@@ -64,8 +68,8 @@ def test_anisotropic_3d_nsd_mm_differs_from_px():
     # 112 voxels; per direction 76 lie within 2 mm (0, 1 or 2 mm) and 36 are 3 mm away
     # (one whole face), while in pixels every distance is <= 1.
     g, p = box3d(2), box3d(3)
-    mm = segmentation_scores(p, g, spacing=(3.0, 1.0, 1.0), nsd_tolerance=2.0, nsd_units="mm")
-    px = segmentation_scores(p, g, spacing=(3.0, 1.0, 1.0), nsd_tolerance=2.0, nsd_units="px")
+    mm = segmentation_scores(p, g, spacing=(3.0, 1.0, 1.0), nsd_tolerance=2.0, nsd_units="mm", **VOXEL)
+    px = segmentation_scores(p, g, spacing=(3.0, 1.0, 1.0), nsd_tolerance=2.0, nsd_units="px", **VOXEL)
     assert mm["nsd"] == pytest.approx(152 / 224, abs=1e-12)
     assert px["nsd"] == pytest.approx(1.0, abs=1e-12)
     assert mm["hd95"] == pytest.approx(3.0, abs=1e-6)
@@ -92,9 +96,10 @@ EMPTY = np.zeros((32, 32), dtype=np.uint8)
     (EMPTY, square(), "pred_empty", {"dsc": 0.0, "iou": 0.0, "nsd": 0.0, "hd95": math.nan}),
     (square(5), square(), "both_nonempty", None),
 ])
-@pytest.mark.parametrize("mode", ["surface", "medclip-samv2"])
-def test_every_empty_combination_default_policy(pred, gt, case, expected, mode):
-    r = segmentation_scores(pred, gt, spacing=(1.0, 1.0), nsd_mode=mode)
+@pytest.mark.parametrize("mode,hd95_mode", [("deepmind", "deepmind"), ("surface", "monai"),
+                                            ("surface", "medpy"), ("medclip-samv2", "deepmind")])
+def test_every_empty_combination_default_policy(pred, gt, case, expected, mode, hd95_mode):
+    r = segmentation_scores(pred, gt, spacing=(1.0, 1.0), nsd_mode=mode, hd95_mode=hd95_mode)
     assert r["case_type"] == case
     if expected is None:
         assert all(math.isfinite(r[m]) for m in ("dsc", "iou", "nsd", "hd95"))
@@ -130,6 +135,11 @@ def test_policy_is_stated_in_describe():
     assert "nan" in d["empty_policy"]["hd95"]["gt_empty"]
     assert d["nsd_units"] == "px" and d["binarisation"] == "foreground = value > 0.0"
     assert SegMetricConfig(nsd_mode="medclip-samv2").describe()["nsd_units"] == "px"
+    # the default conventions are DeepMind's (challenges, MedSAM), and every report names them
+    assert (d["nsd_mode"], d["hd95_mode"]) == ("deepmind", "deepmind")
+    assert "surface-distance" in d["nsd_convention"] and "compute_robust_hausdorff" in d["hd95_convention"]
+    d = SegMetricConfig(nsd_mode="surface", hd95_mode="medpy").describe()
+    assert "MONAI" in d["nsd_convention"] and "medpy" in d["hd95_convention"]
 
 
 # ----------------------------------------------------------------------------- binarisation
@@ -169,6 +179,8 @@ def test_shape_and_config_errors():
         segmentation_scores(np.zeros((4,)), np.zeros((4,)))
     with pytest.raises(UnknownNameError):
         SegMetricConfig(nsd_mode="slab")
+    with pytest.raises(UnknownNameError, match="medpy"):
+        SegMetricConfig(hd95_mode="scipy")
     with pytest.raises(UnknownNameError):
         SegMetricConfig(metrics=["dice"])
     with pytest.raises(ConfigError):

@@ -9,10 +9,14 @@ Segmentation (2-D and 3-D, binary and multi-class) — :mod:`medkt.metrics.segme
         # Returns {"dsc", "iou", "nsd", "hd95", "case_type", "gt_voxels", "pred_voxels"};
         # multi-class adds "<metric>/<class>" and "case_type/<class>" keys, and "<metric>"
         # is the macro mean over classes.
-    SegMetricConfig(nsd_tolerance=2.0, nsd_units="mm"|"px", nsd_mode="surface"|"medclip-samv2",
-                    empty_policy="default"|"monai"|{...}, threshold=0.0, classes=None, ...)
+    SegMetricConfig(nsd_tolerance=2.0, nsd_units="mm"|"px",
+                    nsd_mode="deepmind"|"surface"|"medclip-samv2",
+                    empty_policy="default"|"monai"|{...}, threshold=0.0, classes=None, ...,
+                    hd95_mode="deepmind"|"monai"|"medpy")
+        # defaults: DeepMind surface-distance conventions (the challenges, MedSAM)
     compute_dice(pred, gt), compute_iou(pred, gt)                        # bool arrays -> float
-    compute_nsd(pred, gt, tolerance, spacing=None), compute_hd95(pred, gt, spacing=None)
+    compute_nsd(pred, gt, tolerance, spacing=None, mode="deepmind")
+    compute_hd95(pred, gt, spacing=None, percentile=95.0, mode="deepmind")
     compute_slab_nsd(pred, gt, tolerance_px=2.0)                          # MedCLIP-SAMv2 compat
     resolve_empty_policy(spec) -> {metric: {case_type: value}}
 
@@ -53,6 +57,9 @@ _LAZY = {
     "resolve_empty_policy": "segmentation",
     "EMPTY_POLICIES": "segmentation",
     "SEG_METRICS": "segmentation",
+    # conventions
+    "NSD_MODES": "conventions",
+    "HD95_MODES": "conventions",
     # surfaces
     "compute_nsd": "surface",
     "compute_hd95": "surface",

@@ -11,6 +11,14 @@ Array conventions
   as empty).  Multi-class mode: ``classes`` is a list of integer labels or a mapping
   ``{name: label}``; class ``c`` is ``value == label`` (no threshold).
 
+NSD and HD95 conventions
+------------------------
+``nsd_mode`` and ``hd95_mode`` name the convention (:mod:`medkt.metrics.conventions`); the
+defaults, ``"deepmind"`` for both, are DeepMind ``surface-distance``'s area-weighted surface
+elements, which the segmentation challenges and MedSAM use.  ``nsd_mode="surface"`` /
+``hd95_mode="monai"`` are MONAI's boundary-voxel conventions, ``hd95_mode="medpy"`` is medpy's
+``hd95``.  Every report states both modes (:meth:`SegMetricConfig.describe`).
+
 Case types and the empty-mask policy
 ------------------------------------
 Each (case, class) is one of ``both_nonempty``, ``both_empty``, ``gt_empty`` (prediction
@@ -38,11 +46,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from medkt.errors import ConfigError, InputError, UnknownNameError
+from medkt.metrics.conventions import (DEFAULT_HD95_MODE, DEFAULT_NSD_MODE, HD95_CONVENTIONS,  # noqa: F401
+                                       HD95_MODES, NSD_CONVENTIONS, NSD_MODES, check_mode, distance_units)
 
 SEG_METRICS = ("dsc", "iou", "nsd", "hd95")
 OVERLAP_METRICS = ("dsc", "iou", "nsd")
 CASE_TYPES = ("both_nonempty", "both_empty", "gt_empty", "pred_empty")
-NSD_MODES = ("surface", "medclip-samv2")
 NSD_UNITS = ("mm", "px")
 NAN = math.nan
 
@@ -62,16 +71,18 @@ class SegMetricConfig:
 
     nsd_tolerance: float = 2.0          # NSD tolerance, in ``nsd_units``
     nsd_units: str = "mm"               # "mm" (uses spacing) or "px"; HD95 uses the same units
-    nsd_mode: str = "surface"           # "surface" (boundary NSD) or "medclip-samv2" (slab, px)
+    nsd_mode: str = DEFAULT_NSD_MODE    # "deepmind" (area-weighted), "surface" (boundary count),
+                                        # "medclip-samv2" (slab, px); see NSD_CONVENTIONS
     empty_policy: Any = "default"       # preset name ("default", "monai") or override dict
     threshold: float = 0.0              # binary mode: foreground = value > threshold
     classes: Any = None                 # None (binary), [labels] or {name: label}
     metrics: list = field(default_factory=lambda: list(SEG_METRICS))
     hd_percentile: float = 95.0
+    hd95_mode: str = DEFAULT_HD95_MODE  # "deepmind", "monai" or "medpy"; see HD95_CONVENTIONS
 
     def __post_init__(self):
-        if self.nsd_mode not in NSD_MODES:
-            raise UnknownNameError("NSD mode", str(self.nsd_mode), NSD_MODES)
+        check_mode("NSD", self.nsd_mode)
+        check_mode("HD95", self.hd95_mode)
         if self.nsd_units not in NSD_UNITS:
             raise UnknownNameError("NSD unit", str(self.nsd_units), NSD_UNITS)
         if not (self.nsd_tolerance >= 0 and math.isfinite(self.nsd_tolerance)):
@@ -84,12 +95,15 @@ class SegMetricConfig:
 
     @property
     def distance_units(self) -> str:
-        return "px" if self.nsd_mode == "medclip-samv2" else self.nsd_units
+        """Units of the tolerance and of HD95 (``medclip-samv2`` is always in pixels)."""
+        return distance_units(self.nsd_mode, self.nsd_units)
 
     def describe(self) -> dict:
         """The resolved conventions, as stated in every report."""
-        return {"nsd_mode": self.nsd_mode, "nsd_tolerance": self.nsd_tolerance,
+        return {"nsd_mode": self.nsd_mode, "nsd_convention": NSD_CONVENTIONS[self.nsd_mode],
+                "nsd_tolerance": self.nsd_tolerance,
                 "nsd_units": self.distance_units, "hd_units": self.distance_units,
+                "hd95_mode": self.hd95_mode, "hd95_convention": HD95_CONVENTIONS[self.hd95_mode],
                 "hd_percentile": self.hd_percentile, "threshold": self.threshold,
                 "binarisation": (f"foreground = value > {self.threshold}" if self.classes is None
                                  else "class c = (value == label of c)"),
@@ -203,13 +217,21 @@ def compute_iou(pred, gt) -> float:
 def binary_scores(pred: np.ndarray, gt: np.ndarray, spacing=None,
                   config: SegMetricConfig | None = None) -> dict:
     """Scores of one boolean mask pair under ``config`` (policy applied)."""
-    from medkt.metrics import surface
+    from medkt.metrics import surface, surfels
 
     config = config or SegMetricConfig()
     policy = resolve_empty_policy(config.empty_policy)
     ct = case_type(pred, gt)
     row: dict = {}
-    dists = None  # boundary distances, computed once for NSD and HD95
+    dists: dict = {}  # distances computed once per kind ("voxel" boundaries, "surfel" areas)
+
+    def distances(kind: str):
+        if kind not in dists:
+            sp = _distance_spacing(spacing, config, pred)
+            dists[kind] = (surface.surface_distances(pred, gt, sp) if kind == "voxel"
+                           else surfels.surfel_distances(pred, gt, sp))
+        return dists[kind]
+
     for m in config.metrics:
         if ct != "both_nonempty":
             row[m] = policy[m][ct]
@@ -219,11 +241,15 @@ def binary_scores(pred: np.ndarray, gt: np.ndarray, spacing=None,
             row[m] = compute_iou(pred, gt)
         elif m == "nsd" and config.nsd_mode == "medclip-samv2":
             row[m] = surface.compute_slab_nsd(pred, gt, config.nsd_tolerance)
+        elif m == "nsd":
+            row[m] = (surfels.surfel_nsd(distances("surfel"), config.nsd_tolerance)
+                      if config.nsd_mode == "deepmind"
+                      else surface.nsd_from_distances(*distances("voxel"), config.nsd_tolerance))
+        elif config.hd95_mode == "deepmind":
+            row[m] = surfels.surfel_hd(distances("surfel"), config.hd_percentile)
         else:
-            if dists is None:
-                dists = surface.surface_distances(pred, gt, _distance_spacing(spacing, config, pred))
-            row[m] = (surface.nsd_from_distances(*dists, config.nsd_tolerance) if m == "nsd"
-                      else surface.hd_from_distances(*dists, config.hd_percentile))
+            row[m] = surface.hd_from_distances(*distances("voxel"), config.hd_percentile,
+                                               mode=config.hd95_mode)
     row["case_type"] = ct
     row["gt_voxels"] = int(gt.sum())
     row["pred_voxels"] = int(pred.sum())

@@ -6,7 +6,9 @@ Conventions (all functions):
   ``(D, H, W)`` — any axis order, as long as both masks and ``spacing`` share it.
 * ``spacing`` has one entry per array axis, **in the order of** ``array.shape``, in mm;
   ``None`` means 1 per axis (distances and tolerances are then in pixels).
-* Boundaries are MONAI's (``monai.metrics.utils.get_mask_edges`` without sub-voxels): a
+* Boundary-voxel modes (``nsd_mode="surface"``, ``hd95_mode="monai"`` / ``"medpy"``; the
+  ``"deepmind"`` modes use area-weighted surface elements, :mod:`medkt.metrics.surfels`).
+  Boundaries are MONAI's (``monai.metrics.utils.get_mask_edges`` without sub-voxels): a
   foreground voxel is on the boundary if one of its face neighbours (4-/6-connectivity)
   is background or lies outside the image.  Distances are exact Euclidean distances
   between boundary voxel centres, scaled by ``spacing`` (MONAI's
@@ -14,6 +16,24 @@ Conventions (all functions):
   costs 5–15 s per process on CPU; ``surface_distances(..., backend="monai")`` calls
   MONAI itself, and the tests check parity with ``compute_surface_dice`` /
   ``compute_hausdorff_distance``.
+* Conventions (``mode`` arguments; the same names as :class:`~medkt.metrics.SegMetricConfig`):
+
+  ====================  ======================================================================
+  ``nsd_mode``
+  ``"deepmind"``        area-weighted surface elements (DeepMind ``surface-distance``'s
+                        ``compute_surface_dice_at_tolerance``; the challenges, MedSAM) — default,
+                        see :mod:`medkt.metrics.surfels`
+  ``"surface"``         boundary-voxel count (MONAI ``compute_surface_dice``, no sub-voxels)
+  ``"medclip-samv2"``   MedCLIP-SAMv2's slab "NSD" (a tolerant area overlap, pixels)
+  ``hd95_mode``
+  ``"deepmind"``        area-weighted percentile, no interpolation, max of the two directions
+                        (``compute_robust_hausdorff(..., 95)``) — default
+  ``"monai"``           ``max(P95(d(pred→gt)), P95(d(gt→pred)))`` over boundary voxels,
+                        linearly interpolated (MONAI ``compute_hausdorff_distance``)
+  ``"medpy"``           ``P95`` of both directions' boundary-voxel distances pooled, linearly
+                        interpolated (``medpy.metric.binary.hd95``)
+  ====================  ======================================================================
+
 * These functions return the *raw* value, ``nan`` where a metric is undefined (both masks
   empty; HD95 with one empty mask).  :func:`medkt.metrics.segmentation_scores` replaces
   those with the declared empty-mask policy; call these directly only if you handle
@@ -25,6 +45,8 @@ import math
 from typing import Sequence
 
 import numpy as np
+
+from medkt.metrics.conventions import DEFAULT_HD95_MODE, DEFAULT_NSD_MODE, check_mode
 
 __all__ = ["mask_edges", "surface_distances", "compute_nsd", "compute_hd95", "compute_slab_nsd",
            "nsd_from_distances", "hd_from_distances"]
@@ -99,21 +121,34 @@ def surface_distances(pred: np.ndarray, gt: np.ndarray, spacing=None,
     return _nearest(edges_pred, edges_gt, sp), _nearest(edges_gt, edges_pred, sp)
 
 
-def compute_nsd(pred: np.ndarray, gt: np.ndarray, tolerance: float, spacing=None) -> float:
-    """Normalised surface distance (surface Dice) at ``tolerance``.
+def compute_nsd(pred: np.ndarray, gt: np.ndarray, tolerance: float, spacing=None,
+                mode: str = DEFAULT_NSD_MODE) -> float:
+    """Normalised surface distance (surface Dice) at ``tolerance``, in the convention ``mode``.
 
-    ``(#pred-boundary within tol of gt-boundary + #gt-boundary within tol of pred-boundary)
-    / (#pred-boundary + #gt-boundary)`` — MONAI ``compute_surface_dice`` with
-    ``use_subvoxels=False``.  ``tolerance`` is in the units of ``spacing`` (mm), or pixels when
-    ``spacing`` is None.  Raw empty handling: one mask empty → 0.0, both empty → nan.
+    * ``"deepmind"`` (default): area-weighted surface elements, equal to DeepMind's
+      ``compute_surface_dice_at_tolerance`` (see :mod:`medkt.metrics.surfels`).
+    * ``"surface"``: ``(#pred-boundary within tol of gt-boundary + #gt-boundary within tol of
+      pred-boundary) / (#pred-boundary + #gt-boundary)`` — MONAI ``compute_surface_dice`` with
+      ``use_subvoxels=False``.
+    * ``"medclip-samv2"``: :func:`compute_slab_nsd` (``tolerance`` in pixels, spacing ignored).
+
+    ``tolerance`` is in the units of ``spacing`` (mm), or pixels when ``spacing`` is None.
+    Raw empty handling: one mask empty → 0.0, both empty → nan.
     """
+    check_mode("NSD", mode)
     pred = np.asarray(pred, bool)
     gt = np.asarray(gt, bool)
+    if mode == "medclip-samv2":
+        return compute_slab_nsd(pred, gt, tolerance)
     if not pred.any() and not gt.any():
         return math.nan
     if not pred.any() or not gt.any():
         return 0.0
-    return nsd_from_distances(*surface_distances(pred, gt, spacing), tolerance)
+    sp = _spacing_tuple(spacing, pred.ndim)
+    if mode == "deepmind":
+        from medkt.metrics.surfels import surfel_distances, surfel_nsd
+        return surfel_nsd(surfel_distances(pred, gt, sp), tolerance)
+    return nsd_from_distances(*surface_distances(pred, gt, sp), tolerance)
 
 
 def nsd_from_distances(d_pg: np.ndarray, d_gp: np.ndarray, tolerance: float) -> float:
@@ -122,23 +157,46 @@ def nsd_from_distances(d_pg: np.ndarray, d_gp: np.ndarray, tolerance: float) -> 
     return float((np.count_nonzero(d_pg <= tolerance) + np.count_nonzero(d_gp <= tolerance)) / total)
 
 
-def hd_from_distances(d_pg: np.ndarray, d_gp: np.ndarray, percentile: float = 95.0) -> float:
-    """Symmetric percentile Hausdorff distance from the two boundary-distance arrays."""
+def hd_from_distances(d_pg: np.ndarray, d_gp: np.ndarray, percentile: float = 95.0,
+                      mode: str = "monai") -> float:
+    """Percentile Hausdorff distance from the two boundary-distance arrays of :func:`surface_distances`.
+
+    ``mode="monai"``: ``max(P_q(d_pg), P_q(d_gp))``; ``mode="medpy"``: ``P_q`` of both arrays
+    pooled.  ``P_q`` is NumPy's linearly interpolated percentile.  (``"deepmind"`` needs surface
+    areas: :func:`medkt.metrics.surfels.surfel_hd`.)
+    """
+    if mode == "medpy":
+        return float(np.percentile(np.concatenate([d_pg, d_gp]), percentile))
+    if mode != "monai":
+        check_mode("HD95", mode)
+        raise ValueError("hd_from_distances takes boundary-voxel distances; use surfels.surfel_hd "
+                         "for mode 'deepmind'")
     return float(max(np.percentile(d_pg, percentile), np.percentile(d_gp, percentile)))
 
 
-def compute_hd95(pred: np.ndarray, gt: np.ndarray, spacing=None, percentile: float = 95.0) -> float:
-    """Symmetric percentile Hausdorff distance (MONAI convention).
+def compute_hd95(pred: np.ndarray, gt: np.ndarray, spacing=None, percentile: float = 95.0,
+                 mode: str = DEFAULT_HD95_MODE) -> float:
+    """Percentile (default 95th) Hausdorff distance, in the convention ``mode``.
 
-    ``max(P_q(d(pred→gt)), P_q(d(gt→pred)))`` with ``P_q`` the linearly interpolated
-    ``percentile`` of the boundary-voxel distances (``torch.quantile`` / ``np.percentile``
-    default).  Units: those of ``spacing`` (mm) or pixels.  Raw: nan if either mask is empty.
+    * ``"deepmind"`` (default): area-weighted percentile of surface-element distances, no
+      interpolation, larger direction — DeepMind ``compute_robust_hausdorff(d, percentile)``.
+    * ``"monai"``: ``max(P_q(d(pred→gt)), P_q(d(gt→pred)))`` over boundary voxels, ``P_q`` the
+      linearly interpolated percentile — MONAI ``compute_hausdorff_distance``.
+    * ``"medpy"``: ``P_q`` of the two directions' boundary-voxel distances pooled —
+      ``medpy.metric.binary.hd95``.
+
+    Units: those of ``spacing`` (mm) or pixels.  Raw: nan if either mask is empty.
     """
+    check_mode("HD95", mode)
     pred = np.asarray(pred, bool)
     gt = np.asarray(gt, bool)
     if not pred.any() or not gt.any():
         return math.nan
-    return hd_from_distances(*surface_distances(pred, gt, spacing), percentile)
+    sp = _spacing_tuple(spacing, pred.ndim)
+    if mode == "deepmind":
+        from medkt.metrics.surfels import surfel_distances, surfel_hd
+        return surfel_hd(surfel_distances(pred, gt, sp), percentile)
+    return hd_from_distances(*surface_distances(pred, gt, sp), percentile, mode=mode)
 
 
 def _within(mask: np.ndarray, tolerance_px: float) -> np.ndarray:

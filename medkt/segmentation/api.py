@@ -341,6 +341,9 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     record.extra.update({"prompt": cfg.prompt, "device": device, "summary": summary,
                          "sensitivity": {c.case_id: c.sensitivity for c in cases if c.sensitivity},
                          "slices": {c.case_id: c.slices for c in cases}})
+    if gt is not None:  # the NSD/HD95 conventions _score used (SegMetricConfig defaults), stated in run.json
+        from medkt.metrics import SegMetricConfig
+        record.extra["metric_conventions"] = SegMetricConfig().describe()
     if out_dir is not None:
         flat = [{k: (v if np.isscalar(v) or v is None else str(v)) for k, v in r.items()} for r in table]
         write_csv(out_dir / "cases.csv", flat)

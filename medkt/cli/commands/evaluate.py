@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from medkt.metrics.conventions import HD95_MODES, NSD_MODES
+
 NAME = "evaluate"
 HELP = "score predicted masks against ground truth (DSC, IoU, NSD, HD95), matched by case id"
 ORDER = 40
@@ -30,17 +32,25 @@ def _parse_classes(text: str | None):
 
 def add_arguments(p):
     p.add_argument("pred", help="predicted mask file or folder")
-    p.add_argument("gt", help="ground-truth mask file or folder (cases matched by case id = file name "
-                              "without extension)")
+    p.add_argument("gt", help="ground-truth mask file or folder (cases matched by case id: medkt.io's "
+                              "ids, as medkt segment names its outputs; .npy: file name without extension)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT",
                    help="output folder for per_case.csv, summary.json and run.json")
     p.add_argument("--nsd-tolerance", type=float, default=None, metavar="TAU",
                    help="NSD tolerance (default 2.0), in --nsd-units")
     p.add_argument("--nsd-units", choices=["mm", "px"], default=None,
                    help="tolerance and HD95 in mm using the GT spacing (default), or in pixels")
-    p.add_argument("--nsd-mode", choices=["surface", "medclip-samv2"], default=None,
-                   help="'surface' = boundary NSD (default); 'medclip-samv2' = their slab 'NSD' "
-                        "(a tolerant area overlap, in px) for comparison with the paper")
+    p.add_argument("--nsd-mode", choices=list(NSD_MODES), default=None,
+                   help="'deepmind' (default) = area-weighted surface elements, as DeepMind's "
+                        "surface-distance (the challenges, MedSAM); 'surface' = boundary-voxel count "
+                        "(MONAI); 'medclip-samv2' = their slab 'NSD' (a tolerant area overlap, always "
+                        "in px) for comparison with the paper")
+    p.add_argument("--hd95-mode", choices=list(HD95_MODES), default=None,
+                   help="'deepmind' (default) = area-weighted robust Hausdorff (surface-distance); "
+                        "'monai' = max of the two directed P95; 'medpy' = P95 of both directions pooled")
+    p.add_argument("--resample-pred", action="store_true",
+                   help="if prediction and GT grids differ (spacing, orientation, origin), resample the "
+                        "prediction onto the GT grid (nearest neighbour) instead of refusing the case")
     p.add_argument("--empty-policy", default=None, metavar="NAME",
                    help="'default' (both empty → 1, prediction on empty GT → 0; HD95 undefined → nan) "
                         "or 'monai' (empty GT → nan, excluded)")
@@ -69,9 +79,9 @@ def options_from_args(args) -> dict:
     if args.nsd_units is not None:
         opts["nsd_units"] = args.nsd_units
     if args.nsd_mode is not None:
-        opts["nsd_mode"] = args.nsd_mode
-        if args.nsd_mode == "medclip-samv2" and args.nsd_units is None:
-            opts["nsd_units"] = "px"
+        opts["nsd_mode"] = args.nsd_mode  # "medclip-samv2" implies px: SegMetricConfig.distance_units
+    if args.hd95_mode is not None:
+        opts["hd95_mode"] = args.hd95_mode
     policy = {}
     if args.empty_policy is not None:
         policy["base"] = args.empty_policy
@@ -102,12 +112,16 @@ def run(args) -> int:
             raise ConfigError(f"--spacing must be comma-separated numbers, got {args.spacing!r}.") from None
     report = evaluate(args.pred, args.gt, args.output, spacing=spacing,
                       missing_prediction=args.missing_prediction, seed=args.seed, n_boot=args.n_boot,
-                      overwrite=args.overwrite, **options_from_args(args))
+                      overwrite=args.overwrite, resample_pred=args.resample_pred, **options_from_args(args))
     s = report.summary
     conv = s["conventions"]
     print(f"{s['n_cases']} cases: " + ", ".join(f"{k} {v}" for k, v in s["cases"].items()))
     print(f"NSD: mode {conv['nsd_mode']}, tolerance {conv['nsd_tolerance']} {conv['nsd_units']}; "
-          f"binarisation: {conv['binarisation']}; empty policy: {conv['empty_policy_name']}")
+          f"HD95: mode {conv['hd95_mode']}; binarisation: {conv['binarisation']}; "
+          f"empty policy: {conv['empty_policy_name']}")
+    geo = s.get("geometry", {})
+    if geo.get("resampled"):
+        print(f"  prediction resampled onto the GT grid (nearest neighbour): {', '.join(geo['resampled'])}")
     print(f"case types: {s['case_types']}")
     for m, st in s["metrics"].items():
         def f(x):

@@ -194,3 +194,24 @@ def test_cli_and_bench_table4_give_the_same_masks(tmp_path):
     assert changed > 0
     rec = json.loads((tmp_path / "seg-True" / "run.json").read_text())["finetuned"]
     assert rec["sha256"] == _sha(kt / "weights" / "finetuned-delta.safetensors") and rec["concept"] == "Breast Tumor"
+
+
+@pytest.mark.parametrize("fmt", ["lora", "full"])
+def test_lora_and_full_weights_reach_the_saliency_model(fmt, tmp_path):
+    from medkt.segmentation import Segmenter, load_segment_config, resolve_finetuned
+    from medkt.transfer.state import save_weights
+    base = create_model("tiny-clip")
+    name, p = next((n, p) for n, p in base.named_parameters() if n.endswith("attn.out_proj.weight"))
+    g = torch.Generator().manual_seed(0)
+    if fmt == "lora":
+        a, b = torch.randn(2, p.shape[1], generator=g), torch.randn(p.shape[0], 2, generator=g)
+        tensors, meta, want = {f"{name}.lora_A": a, f"{name}.lora_B": b}, {"scale": "0.5"}, p + 0.5 * b @ a
+    else:
+        want = p + torch.randn(p.shape, generator=g)
+        tensors = {n: (want if n == name else q) for n, q in base.named_parameters()}
+        meta = {}
+    path = save_weights(tmp_path / f"{fmt}.safetensors", tensors, {"format": fmt, "concepts": ["Moongate"], **meta})
+    fw = resolve_finetuned(path)
+    assert fw.format == fmt and fw.concept == "Moongate" and fw.sha256 == _sha(path)
+    seg = Segmenter(load_segment_config("tiny"), finetuned=fw)
+    assert torch.allclose(dict(seg.model.named_parameters())[name], want, atol=1e-5)

@@ -26,6 +26,12 @@ def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _weights_file(run) -> Path:
+    """The run's one weights file, whatever the run layout (the shared reader)."""
+    from medkt.transfer.outputs import find_finetuned
+    return Path(find_finetuned(run))
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     from PIL import Image
@@ -90,7 +96,7 @@ def test_model_object_is_accepted_and_used_as_is(images):
 
 
 def test_cli_finetuned_applies_and_records_the_weights(images, kt_run, tmp_path):
-    weights = kt_run / "weights" / "finetuned-delta.safetensors"
+    weights = _weights_file(kt_run)
     out = tmp_path / "seg"
     assert main(["segment", str(images), "-o", str(out), "--prompt", PROMPT, *TINY, "--finetuned", str(kt_run)]) == 0
     rec = json.loads((out / "run.json").read_text())
@@ -111,8 +117,7 @@ def test_python_finetuned_on_a_model_object_leaves_it_untouched(images, kt_run):
     from medkt.transfer import load_finetuned
     model = create_model("tiny-clip")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    res = medkt.segment(images, PROMPT, config="tiny", model=model, finetuned=kt_run / "weights"
-                        / "finetuned-delta.safetensors", keep_arrays=True)
+    res = medkt.segment(images, PROMPT, config="tiny", model=model, finetuned=_weights_file(kt_run))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     load_finetuned(model, kt_run)  # the same weights applied by hand give the same maps
     by_hand = medkt.segment(images, PROMPT, config="tiny", model=model)
@@ -193,7 +198,7 @@ def test_cli_and_bench_table4_give_the_same_masks(tmp_path):
                 changed += int((cli_mask != bench_mask).sum())
     assert changed > 0
     rec = json.loads((tmp_path / "seg-True" / "run.json").read_text())["finetuned"]
-    assert rec["sha256"] == _sha(kt / "weights" / "finetuned-delta.safetensors") and rec["concept"] == "Breast Tumor"
+    assert rec["sha256"] == _sha(_weights_file(kt)) and rec["concept"] == "Breast Tumor"
 
 
 @pytest.mark.parametrize("fmt", ["lora", "full"])

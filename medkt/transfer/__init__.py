@@ -74,9 +74,7 @@ def invert(model: "VisionLanguageModel", concepts, config: InversionConfig | dic
     Model weights are frozen during inversion and left unchanged.  Each image has its own
     seed (derived from ``seed``, concept name and index), so its result does not depend on
     which other concepts share the batch.  With ``out_dir`` the images (PNG + safetensors)
-    and done-markers are written per concept; ``resume=True`` reuses finished concepts
-    whose fingerprint (config, seed, model name, weights sha256, image size, mean/std)
-    matches, and raises :class:`~medkt.errors.ResumeMismatchError` for any other.
+    and done-markers are written per concept; ``resume=True`` skips finished concepts.
     ``reference_images`` ([R, C, H, W] in [0, 1]) feed the relaxed-inversion style term.
     Returns :class:`InversionResult` (``images`` [N, C, H, W] in [0, 1], or tokens
     [N, T, D] for relaxed inversion, with per-image ``concept_names`` and ``captions``).

@@ -27,13 +27,10 @@ def run(args) -> int:
         res = invert(model, cset, cfg.inversion, seed=cfg.seed, out_dir=out, resume=args.resume,
                      progress=not args.no_progress)
     record.extra.update({"concept_set": cset.name, "concepts": cset.names, "model": model.describe(),
-                         "inversion": {"resumed": res.resumed, "reused_from": res.reused_from, "per_concept": res.summary(),
+                         "inversion": {"resumed": res.resumed, "per_concept": res.summary(),
                                        "history": res.history}})
     record.write(out)
     for name, s in res.summary().items():
-        if name in res.reused_from:
-            print(f"{name:24s} reused from {res.reused_from[name]}")
-        else:
-            print(f"{name:24s} similarity {s['initial_score']:+.3f} -> {s['score']:+.3f}")
+        print(f"{name:24s} similarity {s['initial_score']:+.3f} -> {s['score']:+.3f}")
     print(f"wrote {len(res.concept_names)} images to {out / 'images'}")
     return 0

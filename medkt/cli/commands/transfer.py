@@ -22,9 +22,7 @@ def run(args) -> int:
     res = learn(model, cset, cfg, args.out, resume=args.resume, overwrite=args.overwrite, inplace=True,
                 progress=not args.no_progress)
     for name, s in res.inversion.summary().items():
-        if name in res.inversion.reused_from:
-            print(f"{name:24s} reused from {res.inversion.reused_from[name]}")
-        elif s["score"] is not None:
+        if s["score"] is not None:
             print(f"{name:24s} similarity {s['initial_score']:+.3f} -> {s['score']:+.3f}")
     ft = res.finetune.summary()
     print(f"fine-tune: {ft['steps']} steps, loss {ft['loss_first']} -> {ft['loss_last']}")

@@ -97,3 +97,7 @@ def look_up(kind: str, name: str, registry: dict):
         return registry[name]
     except KeyError:
         raise UnknownNameError(kind, name, registry.keys()) from None
+
+
+class ResumeMismatchError(ConfigError):
+    """``--resume`` found results made with a different model, weights or settings."""

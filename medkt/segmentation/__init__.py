@@ -7,7 +7,8 @@ Modules: :mod:`~medkt.segmentation.m2ib` (bottleneck + optimisation),
 :mod:`~medkt.segmentation.saliency` (geometry, batching), :mod:`~medkt.segmentation.postprocess`,
 :mod:`~medkt.segmentation.prompts`, :mod:`~medkt.segmentation.sam_segmenter`,
 :mod:`~medkt.segmentation.pipeline` (configs, :class:`Segmenter`), :mod:`~medkt.segmentation.api`
-(files, volumes, outputs) and :mod:`~medkt.segmentation.diagnostics`.  Names are imported
+(files, volumes, outputs), :mod:`~medkt.segmentation.finetuned` (Knowledge-Transfer weights for the
+saliency model) and :mod:`~medkt.segmentation.diagnostics`.  Names are imported
 lazily, so importing the package does not import torch.
 """
 from __future__ import annotations
@@ -25,12 +26,14 @@ _EXPORTS = {
     "PromptConfig": "prompts", "Prompts": "prompts", "make_prompts": "prompts",
     "SamConfig": "sam_segmenter", "SamSegmenter": "sam_segmenter",
     "prompt_sensitivity": "diagnostics",
+    "FinetunedWeights": "finetuned", "resolve_finetuned": "finetuned",
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from medkt.segmentation.api import CaseOutput, SegmentResult, segment
     from medkt.segmentation.diagnostics import prompt_sensitivity
+    from medkt.segmentation.finetuned import FinetunedWeights, resolve_finetuned
     from medkt.segmentation.m2ib import M2IBConfig, m2ib_text, m2ib_visual
     from medkt.segmentation.pipeline import SegmentConfig, Segmenter, load_segment_config
     from medkt.segmentation.postprocess import PostprocessConfig

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medkt.errors import ConfigError, InputError
+from medkt.segmentation.finetuned import model_object, resolve_finetuned
 from medkt.segmentation.pipeline import SegmentConfig, Segmenter, SliceResult, load_segment_config
 
 log = logging.getLogger("medkt.segmentation")
@@ -278,11 +279,12 @@ def _gt_index(gt) -> dict | None:
 # ---------------------------------------------------------------------- public API
 def segment(inputs, prompt: str | None = None, *, output: str | Path | None = None,
             config: str | Path | dict | SegmentConfig | None = None, overrides: Sequence[str] | None = None,
-            model: str | None = None, sam: str | None = None, modality: str | None = None,
+            model=None, sam: str | None = None, modality: str | None = None,
             window: str | None = None, gt=None, mask_format: str | None = None,
             diagnostics: bool | None = None, seed: int | None = None, device: str = "cpu",
             dry_run: bool = False, resume: bool = False, overwrite: bool = False,
-            keep_arrays: bool = False, segmenter: Segmenter | None = None) -> SegmentResult:
+            keep_arrays: bool = False, segmenter: Segmenter | None = None, finetuned: str | Path | None = None,
+            concept: str | None = None, lr: float | None = None) -> SegmentResult:
     """Zero-shot segmentation of ``inputs`` for a text ``prompt`` (see module docstring).
 
     Args:
@@ -291,15 +293,24 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
         output: folder to write to (``None``: return arrays only).
         config: YAML path, preset name (``configs/segment/NAME.yaml``), dict or
             :class:`SegmentConfig`; ``overrides``: ``["m2ib.beta=1", ...]``.
-        model / sam / modality / window / mask_format / seed: shortcuts for the config
-            fields ``model``, ``sam.model``, ``modality``, ``window``,
-            ``output.mask_format`` and ``seed``; ``diagnostics`` sets ``diagnostics.enabled``.
+        model: the CLIP-family saliency model: a registered name (config field ``model``) or a
+            model object (a :class:`~medkt.models.base.VisionLanguageModel`, e.g. from
+            :func:`medkt.models.create_model` or a transfer result's ``.model``; used as is).
+        sam / modality / window / mask_format / seed: shortcuts for the config fields
+            ``sam.model``, ``modality``, ``window``, ``output.mask_format`` and ``seed``;
+            ``diagnostics`` sets ``diagnostics.enabled``.
         gt: ground-truth path (file or folder matched by case id) or array → DSC/NSD/IoU.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         dry_run: only discover and list the cases (no model is loaded).
         resume / overwrite: see :func:`medkt.runs.prepare_output_dir`.
         keep_arrays: also return arrays when writing to ``output``.
         segmenter: a ready :class:`Segmenter` (reuses loaded models across calls).
+        finetuned: Knowledge-Transfer weights for the saliency model: a ``medkt transfer`` run
+            folder or a ``.safetensors`` file (delta, LoRA or full); ``concept`` / ``lr`` choose
+            the file when the run holds several (see
+            :func:`~medkt.segmentation.finetuned.resolve_finetuned`).  A model object passed
+            as ``model`` is copied first, never changed.  ``run.json`` records the file, its
+            concept, lr and sha256 under ``finetuned``.
 
     Returns:
         :class:`SegmentResult`.  Raises :class:`~medkt.errors.MedktError` subclasses for bad
@@ -307,8 +318,11 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     """
     from medkt.config import to_dict
     from medkt.runs import BatchRunner, RunRecord, prepare_output_dir, write_csv
-    cfg = _resolve_config(config, overrides, model=model, prompt=prompt, modality=modality,
-                          window=window, seed=seed, sam=sam, mask_format=mask_format, diagnostics=diagnostics)
+    model_obj = model_object(model)
+    cfg = _resolve_config(config, overrides, model=model_obj.name if model_obj is not None else model,
+                          prompt=prompt, modality=modality, window=window, seed=seed, sam=sam,
+                          mask_format=mask_format, diagnostics=diagnostics)
+    fw = None if finetuned is None and concept is None and lr is None else resolve_finetuned(finetuned, concept, lr)
     items, paths = _items(inputs, cfg.modality)
     if dry_run:
         rows = [{"case_id": _case_id(it), "kind": getattr(it, "kind", "array"),
@@ -321,10 +335,15 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     _check_device(device)
     out_dir = prepare_output_dir(output, paths, overwrite=overwrite, resume=resume) if output else None
     record = RunRecord("segment", config=to_dict(cfg), seed=cfg.m2ib.seed)
-    seg = segmenter or Segmenter(cfg, device=device)
+    if segmenter is not None and (fw is not None or model_obj is not None):
+        raise ConfigError("model= / finetuned= cannot be applied to a ready segmenter.",
+                          hint="pass them to Segmenter(...) when building it, or drop segmenter=")
+    seg = segmenter or Segmenter(cfg, device=device, model=model_obj, finetuned=fw)
     if segmenter is not None:  # its models are reused; stage settings come from cfg
         seg.cfg, seg.saliency.cfg, seg.sam.cfg = cfg, cfg.m2ib, cfg.sam
     record.weights = seg.describe()
+    if seg.finetuned is not None:
+        record.extra["finetuned"] = seg.finetuned.as_record()
     runner = _CaseRunner(seg, cfg, cfg.prompt, out_dir, _gt_index(gt), keep_arrays)
     if out_dir is not None:
         batch = BatchRunner(out_dir, resume=resume, record=record, progress=len(items) > 1)

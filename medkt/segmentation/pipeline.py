@@ -131,15 +131,26 @@ class Segmenter:
     """Holds the CLIP-family model and the SAM model; segments batches of slices.
 
     ``model`` / ``sam_model``: pre-built models (else built from ``cfg.model`` /
-    ``cfg.sam.model`` with :func:`medkt.models.create_model`).
+    ``cfg.sam.model`` with :func:`medkt.models.create_model`).  ``finetuned``: Knowledge-Transfer
+    weights (:class:`~medkt.segmentation.finetuned.FinetunedWeights`) applied to the
+    CLIP-family model; a ``model`` passed in is copied first, never changed.
     """
 
-    def __init__(self, cfg: SegmentConfig | None = None, *, device: str = "cpu", model=None, sam_model=None):
+    def __init__(self, cfg: SegmentConfig | None = None, *, device: str = "cpu", model=None, sam_model=None,
+                 finetuned=None):
         from medkt.models import create_model
         self.cfg = (cfg or SegmentConfig()).validate()
         self.device = device
-        self.model = model if model is not None else create_model(self.cfg.model, weights=self.cfg.weights,
-                                                                   device=device)
+        self.finetuned = finetuned
+        if finetuned is not None:  # check the base model's name before building a large model
+            from medkt.segmentation.finetuned import apply_finetuned, check_base_model
+            check_base_model(finetuned, model.name if model is not None else self.cfg.model)
+        if model is None:
+            model = create_model(self.cfg.model, weights=self.cfg.weights, device=device)
+        elif finetuned is not None:
+            import copy
+            model = copy.deepcopy(model)
+        self.model = apply_finetuned(model, finetuned) if finetuned is not None else model
         sam = sam_model if sam_model is not None else create_model(self.cfg.sam.model, weights=self.cfg.sam.weights,
                                                                    device=device)
         self.saliency = SaliencyEngine(self.model, self.cfg.m2ib)
@@ -155,7 +166,10 @@ class Segmenter:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
 
     def describe(self) -> dict:
-        return {"model": self.model.describe(), "sam": self.sam.model.describe()}
+        out = {"model": self.model.describe(), "sam": self.sam.model.describe()}
+        if self.finetuned is not None:
+            out["finetuned"] = self.finetuned.as_record()
+        return out
 
     def segment_slices(self, images: Sequence[np.ndarray], prompt: str,
                        names: Sequence[str] | None = None) -> list[SliceResult]:

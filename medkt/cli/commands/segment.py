@@ -14,6 +14,8 @@ masks are written back in the source geometry.  Per case OUT/<case>/ holds the m
 (NIfTI, DICOM-SEG or PNG), the float saliency map and an overlay PNG; OUT/ holds
 cases.csv and run.json.  Settings come from --config (a YAML file or a preset name such
 as ct-lung-nodule, breast-us, brain-mri, cxr-pneumothorax, tiny) and --set key=value.
+--finetuned KT_RUN segments with a model taught a finding by `medkt transfer` (the paper's
+Table 4 workflow); --concept / --lr pick its weights when the run holds several.
 A case that fails is recorded in run.json and the run goes on; the exit status is then 1."""
 ORDER = 20
 
@@ -23,6 +25,11 @@ def add_arguments(p):
     p.add_argument("-o", "--output", help="output folder (required unless --dry-run)")
     p.add_argument("--prompt", help="text prompt, e.g. 'a brain MRI showing a glioma'")
     p.add_argument("--model", help="CLIP-family model for the saliency map (default: biomedclip)")
+    p.add_argument("--finetuned", metavar="KT_RUN",
+                   help="apply Knowledge-Transfer weights to the saliency model: a `medkt transfer` output "
+                        "folder or a .safetensors file (delta, lora or full)")
+    p.add_argument("--concept", help="with --finetuned: the concept whose weights to use (name or slug)")
+    p.add_argument("--lr", type=float, help="with --finetuned: the learning rate whose weights to use")
     p.add_argument("--sam", help="SAM model: sam-vit-b, sam-vit-l, sam-vit-h, medsam, tiny-sam")
     p.add_argument("--modality", help="intensity preparation: ct, mr, us, xr ... (default: from the file)")
     p.add_argument("--window", help="CT window preset (lung, abdomen, brain, ...) or 'LEVEL,WIDTH' such as '40,400'")
@@ -47,7 +54,8 @@ def run(args) -> int:
                      overrides=args.overrides, model=args.model, sam=args.sam, modality=args.modality,
                      window=args.window, gt=args.gt, mask_format=args.mask_format,
                      diagnostics=True if args.diagnostics else None, seed=args.seed, device=args.device,
-                     dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite)
+                     dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite,
+                     finetuned=args.finetuned, concept=args.concept, lr=args.lr)
     if args.dry_run:
         for row in result.table:
             extra = f"  ({row['problem']})" if row.get("problem") else ""

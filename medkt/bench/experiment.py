@@ -202,13 +202,13 @@ def run_id(lr: Any) -> str:
 
 
 def experiments_dir() -> Path:
-    from medkt.paths import repo_configs_dir
-    return repo_configs_dir() / "experiments"
+    from medkt.paths import config_dir
+    return config_dir("experiments")
 
 
 def list_experiments() -> list[str]:
-    d = experiments_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    from medkt.paths import list_configs
+    return list_configs("experiments")
 
 
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
@@ -252,13 +252,8 @@ def load_experiment(source: str | Path | dict, overrides: list[str] | None = Non
     from medkt.config import load_yaml
     name = None
     if isinstance(source, (str, Path)):
-        if not Path(source).exists():
-            cand = experiments_dir() / f"{source}.yaml"
-            if not cand.exists():
-                from medkt.errors import UnknownNameError
-                raise UnknownNameError("experiment", str(source), list_experiments(),
-                                       hint="pass a YAML path or one of the shipped experiment names")
-            source = cand
+        from medkt.paths import config_file
+        source = config_file("experiments", source)
         name = Path(source).stem
         raw = load_yaml(source)
     else:

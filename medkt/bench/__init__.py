@@ -24,7 +24,7 @@ from medkt._lazy import lazy_exports
 
 _LAZY = {
     "load_dataset": "datasets", "list_datasets": "datasets", "get_adapter": "datasets",
-    "register_dataset": "datasets", "Dataset": "datasets", "Case": "datasets", "DatasetAdapter": "datasets",
+    "register_dataset": "datasets", "Dataset": "datasets", "BenchItem": "datasets", "DatasetAdapter": "datasets",
     "ExperimentConfig": "experiment", "load_experiment": "experiment", "list_experiments": "experiment",
     "run_benchmark": "runner", "BenchResult": "runner",
     "merge_runs": "merge",

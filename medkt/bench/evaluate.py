@@ -10,56 +10,48 @@
                            templates=["openai_imagenet"], target_classes=["Moongate"])
     res.metrics["target_acc"], res.rows[0]
 
-Tasks and their keyword options (defaults in brackets):
+Keyword options are the fields of the task's spec in :mod:`medkt.bench.experiment` (same
+defaults as an experiment config; an unknown key raises), plus per-unit ones:
 
-* ``classification`` — ``labels`` [the dataset's classes], ``templates`` [``["photo"]``: set
-  names or ``"...{}..."`` strings], ``scorer`` [auto], ``set`` [target], ``target_classes``;
-* ``retrieval`` — ``scorer`` [auto], ``ks`` [(1, 5, 10)], ``itm_batch`` [64];
-* ``captioning`` — ``method`` [greedy], ``max_len`` [30], ``metrics``, ``tokenizer`` [auto];
-* ``segmentation`` — ``prompt`` (required), ``sam`` [sam-vit-b], ``config`` (medkt.segment
-  overrides), ``nsd_tolerance`` [2], ``nsd_units`` [px], ``nsd_mode`` [surface].
+* ``classification`` — :class:`~medkt.bench.experiment.ClassificationSpec` (``templates``: set
+  names or ``"...{}..."`` strings, ``scorer``, ``top_k``), ``labels`` [the dataset's classes],
+  ``set`` [target], ``target_classes``;
+* ``retrieval`` — :class:`~medkt.bench.experiment.RetrievalSpec` (``scorer``, ``ks``, ``itm_batch``);
+* ``captioning`` — :class:`~medkt.bench.experiment.CaptioningSpec` (``method``, ``max_len``,
+  ``metrics``, ``tokenizer``);
+* ``segmentation`` — :class:`~medkt.bench.experiment.SegmentationSpec` (``sam``, ``config``:
+  medkt.segment overrides, ``metrics``: a :class:`~medkt.metrics.SegMetricConfig` or its dict),
+  ``prompt`` (required);
+* every task: ``seed`` [0]; an option given as ``None`` takes the spec's default.
 """
 from __future__ import annotations
 
-from medkt.bench.common import UnitResult, resolve_templates
+from medkt.bench.common import UnitResult
 from medkt.bench.datasets import Dataset
 from medkt.bench.executors import Executor, LocalExecutor, WorkerSpec, pipeline_module
 from medkt.bench.shard import all_blocks
+from medkt.bench.tasks import spec_from_options, task_setup
 
 
-def task_options(task: str, dataset: Dataset, **kw) -> tuple[dict, dict]:
-    """(worker options, finalize context) for ``task`` on ``dataset`` from keyword options."""
-    if task == "classification":
-        labels = list(kw.get("labels") or dataset.classes)
-        opts = {"labels": labels, "templates": resolve_templates(kw.get("templates") or ["photo"]),
-                "scorer": kw.get("scorer", "auto"), "itm_batch": kw.get("itm_batch", 64)}
-        ctx = {"set": kw.get("set", "target"), "target_classes": list(kw.get("target_classes") or []),
-               "top_k": list(kw.get("top_k", [1, 5])), "seed": kw.get("seed", 0)}
-    elif task == "retrieval":
-        opts = {"scorer": kw.get("scorer", "auto"), "itm_batch": kw.get("itm_batch", 64),
-                "gallery": [t for c in dataset.cases for t in c.captions]}
-        ctx = {"ks": list(kw.get("ks", (1, 5, 10)))}
-    elif task == "captioning":
-        opts = {"method": kw.get("method", "greedy"), "max_len": kw.get("max_len", 30)}
-        ctx = {"metrics": kw.get("metrics"), "tokenizer": kw.get("tokenizer", "auto")}
-    else:
-        keys = ("nsd_tolerance", "nsd_units", "nsd_mode", "empty_policy")
-        opts = {"prompt": kw.get("prompt"), "config": kw.get("config") or {}, "sam": kw.get("sam", "sam-vit-b"),
-                "sam_weights": kw.get("sam_weights"), "save_predictions": kw.get("save_predictions", False),
-                **{k: kw[k] for k in keys if k in kw}}
-        ctx = {k: kw[k] for k in keys if k in kw} | {"seed": kw.get("seed", 0)}
-    return opts, ctx
+def task_options(task: str, dataset: Dataset, *, labels=None, set: str = "target", target_classes=None,
+                 prompt: str | None = None, seed: int = 0, **spec_options):
+    """(worker options, finalize context) for ``task`` on ``dataset`` (see the module docstring);
+    a ``None`` option means the spec's default."""
+    spec = spec_from_options(task, {k: v for k, v in spec_options.items() if v is not None})
+    return task_setup(task, spec, dataset, set_name=set, labels=labels, target_classes=target_classes,
+                      prompt=prompt, seed=seed)
 
 
 def evaluate_dataset(task: str, model, dataset: Dataset, *, batch_size: int = 16,
-                     executor: Executor | None = None, model_name: str | None = None, **options) -> UnitResult:
+                     executor: Executor | None = None, model_name: str | None = None, seed: int = 0,
+                     **options) -> UnitResult:
     """Run ``task`` on every case of ``dataset`` with ``model`` and return rows + set-level metrics.
 
     With a Ray executor the workers rebuild the model from ``model_name`` (registry name).
     """
-    opts, ctx = task_options(task, dataset, **options)
+    opts, ctx = task_options(task, dataset, seed=seed, **options)
     spec = WorkerSpec(task=task, model=model_name or getattr(model, "name", ""), dataset=dataset.ref(),
-                      options=opts, seed=options.get("seed", 0))
+                      options=opts, seed=seed)
     blocks = all_blocks(len(dataset), batch_size)
     executor = executor or LocalExecutor()
     rows, arrays = [], {}

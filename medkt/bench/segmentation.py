@@ -3,8 +3,9 @@
 A worker holds one :class:`medkt.segmentation.Segmenter` (the CLIP-family model — baseline or
 after KT — and SAM, each loaded once) and segments a block of slices with the group's
 text prompt.  Per case: DSC, NSD, IoU, HD95 and the case type from
-:func:`medkt.metrics.segmentation_scores` (tolerance, units and empty-mask policy from
-the experiment config and stated in the summary); the saliency map and the mask are
+:func:`medkt.metrics.segmentation_scores` with the experiment's ``segmentation.metrics``
+(a :class:`medkt.metrics.SegMetricConfig`, built once when the config is loaded; its
+conventions are stated in the summary); the saliency map and the mask are
 kept for the qualitative overlays (paper Figs. 6–7).  The summary is the per-case mean
 with a bootstrap CI (:func:`medkt.metrics.summarize_segmentation`).
 """
@@ -14,37 +15,27 @@ import numpy as np
 
 from medkt.bench.common import BlockResult, UnitResult, failed_row, read_cases
 from medkt.bench.datasets import open_dataset
-from medkt.errors import ConfigError
-
-
-def metric_config(options: dict):
-    from medkt.metrics import SegMetricConfig
-    return SegMetricConfig(nsd_tolerance=float(options.get("nsd_tolerance", 2.0)),
-                           nsd_units=options.get("nsd_units", "px"),
-                           nsd_mode=options.get("nsd_mode", "surface"),
-                           empty_policy=options.get("empty_policy", "default"))
+from medkt.bench.tasks import SegmentationContext, SegmentationOptions
 
 
 class Worker:
     def __init__(self, spec, model):
         from medkt.models import create_model
         from medkt.segmentation import Segmenter, load_segment_config
-        opts = spec.options
+        opts: SegmentationOptions = spec.options
         self.spec = spec
-        self.prompt = opts.get("prompt")
-        if not self.prompt:
-            raise ConfigError("a segmentation group needs a text 'prompt'.")
-        cfg = load_segment_config(dict(opts.get("config") or {}))
+        self.prompt = opts.prompt
+        cfg = load_segment_config(dict(opts.spec.config))
         cfg.model = spec.model
-        cfg.sam.model = opts.get("sam", cfg.sam.model)
-        cfg.sam.weights = opts.get("sam_weights")
+        cfg.sam.model = opts.spec.sam
+        cfg.sam.weights = opts.spec.sam_weights
         if cfg.seed is None:
             cfg.seed = spec.seed
         cfg.validate()
         sam = create_model(cfg.sam.model, weights=cfg.sam.weights, device=spec.device)
         self.segmenter = Segmenter(cfg, device=spec.device, model=model.eval(), sam_model=sam)
-        self.metric_cfg = metric_config(opts)
-        self.save_maps = bool(opts.get("save_predictions", True))
+        self.metric_cfg = opts.spec.metrics
+        self.save_maps = opts.spec.save_predictions
 
     def __call__(self, cases) -> BlockResult:
         from medkt.metrics import segmentation_scores
@@ -74,9 +65,9 @@ class Worker:
         return BlockResult(rows, case_arrays=maps)
 
 
-def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
+def finalize(rows: list[dict], arrays: dict, context: SegmentationContext) -> UnitResult:
     from medkt.metrics import summarize_segmentation
-    summary = summarize_segmentation(rows, metric_config(context), seed=context.get("seed", 0))
+    summary = summarize_segmentation(rows, context.metrics, seed=context.seed)
     metrics: dict = {"n_cases": summary["n_cases"], "n_scored": summary["n_scored"],
                      "cases": summary.get("cases", {}), "case_types": summary.get("case_types", {}),
                      "conventions": summary["conventions"]}

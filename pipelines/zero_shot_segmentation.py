@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("--nsd-units", choices=["px", "mm"], help="NSD/HD95 units (default: SegMetricConfig's, mm)")
     p.add_argument("--nsd-mode", help="NSD convention, e.g. surface | medclip-samv2 (default: SegMetricConfig's)")
     args = p.parse_args(argv)
-    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench import evaluate_dataset
     model, ds = model_and_data(args)
     metrics = {k: v for k, v in (("nsd_tolerance", args.nsd_tolerance), ("nsd_units", args.nsd_units),
                                  ("nsd_mode", args.nsd_mode)) if v is not None}

@@ -69,7 +69,7 @@ def test_runnable_pipeline_scripts(tmp_path, monkeypatch, capsys):
 
 def test_unreadable_case_is_recorded_not_fatal(tmp_path):
     from medkt.bench.datasets import load_dataset
-    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench import evaluate_dataset
     from medkt.bench.fakes import make_fake
     from medkt.models import create_model
     root = make_fake("udiat", tmp_path / "udiat", n=3)

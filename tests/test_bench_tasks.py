@@ -8,7 +8,7 @@ import pytest
 
 from medkt.bench import load_experiment
 from medkt.bench.datasets import load_dataset
-from medkt.bench.evaluate import task_options
+from medkt.bench.in_memory import task_options
 from medkt.bench.fakes import make_fake
 from medkt.bench.runner import unit_options
 from medkt.bench.tasks import SegmentationContext, SegmentationOptions, context_from_dict

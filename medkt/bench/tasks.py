@@ -106,7 +106,7 @@ def task_setup(task: str, spec, dataset, *, set_name: str = "target", labels: li
 
 
 def spec_from_options(task: str, options: dict):
-    """The task spec from keyword options (:func:`medkt.bench.evaluate.evaluate_dataset`); unknown keys raise."""
+    """The task spec from keyword options (:func:`medkt.bench.in_memory.evaluate_dataset`); unknown keys raise."""
     if task not in SPECS:
         raise ConfigError(f"unknown task '{task}'; use one of {', '.join(SPECS)}.")
     return from_dict(SPECS[task], options, prefix=f"{task}.")

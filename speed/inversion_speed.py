@@ -1,4 +1,4 @@
-"""Benchmark: batched multi-concept inversion (medkt) vs a per-concept loop, same process.
+"""Speed benchmark: batched multi-concept inversion (medkt) vs a per-concept loop, same process.
 
 Reference arm ("per-concept loop"), what a straightforward script does: for each of K
 concepts, optimise its ``n`` images alone (batch ``n``), with the encoder weights left
@@ -19,9 +19,9 @@ median with min and max.  FLOPs per step are counted with
 peak measured in the same run (fp32 GEMM on CPU, bf16 on GPU) before and after each
 round.  CPU time / (wall × threads) < 0.7 flags a contended run.
 
-    python benchmarks/bench_inversion.py                       # 4 x 192 ViT at 64 px, 2 threads, ~1-5 min
-    python benchmarks/bench_inversion.py --threads 1           # steadier on a shared machine
-    python benchmarks/bench_inversion.py --width 768 --layers 12 --patch 32 --image-size 224 \\
+    python speed/inversion_speed.py                       # 4 x 192 ViT at 64 px, 2 threads, ~1-5 min
+    python speed/inversion_speed.py --threads 1           # steadier on a shared machine
+    python speed/inversion_speed.py --width 768 --layers 12 --patch 32 --image-size 224 \\
         --device cuda --amp bf16 --concepts 32 --steps 50     # ViT-B/32-sized on a GPU
 """
 from __future__ import annotations

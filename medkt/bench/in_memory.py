@@ -2,7 +2,7 @@
 
 ::
 
-    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench import evaluate_dataset
     from medkt.bench.datasets import load_dataset
     from medkt.models import create_model
     ds = load_dataset("rare_concepts", "/data/RareConcepts")

@@ -1,4 +1,4 @@
-"""Benchmark: SAM embedding reuse vs re-encoding the image for every prompt, same process.
+"""Speed benchmark: SAM embedding reuse vs re-encoding the image for every prompt, same process.
 
 Reference arm ("per-prompt"): for each of P box prompts of an image, prepare + encode
 the image, decode that one box (what a loop of ``set_image`` + ``predict`` per prompt
@@ -11,7 +11,7 @@ random weights, at ``--image-size`` (1024 is the real size; 256 keeps a 2-core r
 few minutes).  Protocol as in ``performance.md`` §5: warm-up, R rounds of A,B,B,A,
 median of per-round ratios; expected ratio ≈ P·(E + D)/(E + P·D) ≈ P when E ≫ D.
 
-    python benchmarks/bench_sam.py --image-size 256 --prompts 8 --images 2 --rounds 3
+    python speed/sam_speed.py --image-size 256 --prompts 8 --images 2 --rounds 3
 """
 from __future__ import annotations
 

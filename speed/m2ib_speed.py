@@ -1,4 +1,4 @@
-"""Benchmark: optimised M2IB (medkt) vs a straightforward implementation, same process.
+"""Speed benchmark: optimised M2IB (medkt) vs a straightforward implementation, same process.
 
 Reference arm ("naive"), what M2IB / MedCLIP-SAMv2 do: one image at a time; every step
 runs the full vision tower on ``samples`` copies of the image with the bottleneck
@@ -21,8 +21,8 @@ arm: many minutes per image on 2 CPU cores); the defaults are reduced so a CPU r
 finishes in minutes.  ``--meta-flops`` counts both arms' FLOPs at any size on the meta
 device without computing anything.
 
-    python benchmarks/bench_m2ib.py --image-size 64 --samples 2 --images 2 --rounds 2
-    python benchmarks/bench_m2ib.py --meta-flops --image-size 224 --samples 10 --images 8
+    python speed/m2ib_speed.py --image-size 64 --samples 2 --images 2 --rounds 2
+    python speed/m2ib_speed.py --meta-flops --image-size 224 --samples 10 --images 8
 """
 from __future__ import annotations
 

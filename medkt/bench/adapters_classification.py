@@ -86,7 +86,7 @@ class _ImageNetBase(DatasetAdapter):
         return mapping
 
     def scan(self, root, options):
-        split = options.get("split") or "val"
+        split = options["split"]
         base = root / split if (root / split).is_dir() else root
         names = self._names(root)
         flat = list_images(base)
@@ -105,7 +105,7 @@ class _ImageNetBase(DatasetAdapter):
                 cases += [BenchItem(case_id=safe_id(f"{d.name}/{stem(f)}"), image=str(f), label=names[d.name],
                                meta={"wnid": d.name}) for f in list_images(d)]
         present = sorted({c.meta["wnid"] for c in cases})
-        if options.get("label_set") == "folders" or self.name == "imagenet100":
+        if options["label_set"] == "folders" or self.name == "imagenet100":
             classes = [names[w] for w in present]
         else:
             classes = list(names.values())
@@ -234,14 +234,14 @@ Classes: malignant -> "Lung Cancer", benign -> "Benign Nodule" (options.class_na
     default_options = {"include_normal": False, "class_names": JSRT_NAMES, "invert_raw": True}
 
     def scan(self, root, options):
-        names = {**JSRT_NAMES, **(options.get("class_names") or {})}
+        names = {**JSRT_NAMES, **options["class_names"]}
         listing = root / "CLNDAT_EN.txt"
         if not listing.exists():
             folders = {d.name for d in _folder_classes(root)}
             if not folders & {"malignant", "benign"}:
                 raise self.layout_error(root, "neither CLNDAT_EN.txt nor malignant/ and benign/ folders found.")
             cases, classes = scan_image_folder(self, root, names)
-            if not options.get("include_normal"):
+            if not options["include_normal"]:
                 cases = [c for c in cases if c.label != names["normal"]]
                 classes = [c for c in classes if c != names["normal"]]
             return cases, classes
@@ -254,7 +254,7 @@ Classes: malignant -> "Lung Cancer", benign -> "Benign Nodule" (options.class_na
             if kind is None:
                 continue
             cases.append(self._case(root, toks[0], names[kind]))
-        if options.get("include_normal"):
+        if options["include_normal"]:
             for f in sorted(root.glob("JPCNN*")):
                 if f.suffix.upper() in (".IMG", ".PNG"):
                     cases.append(self._case(root, f.name, names["normal"]))
@@ -278,4 +278,4 @@ Classes: malignant -> "Lung Cancer", benign -> "Benign Nodule" (options.class_na
                              path=case.image)
         arr = raw.reshape(side, side).astype(np.float32) / 4095.0
         arr = np.clip(arr, 0, 1)
-        return 1.0 - arr if options.get("invert_raw", True) else arr
+        return 1.0 - arr if options["invert_raw"] else arr

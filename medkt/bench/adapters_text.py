@@ -24,8 +24,8 @@ class KarpathyAdapter(DatasetAdapter):
             images = data["images"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise self.layout_error(root, f"{self.json_name} is not a Karpathy split file ({e}).") from None
-        split = options.get("split", "test")
-        per = options.get("captions_per_image")
+        split = options["split"]
+        per = options["captions_per_image"]
         cases = []
         for item in images:
             if item.get("split") != split:

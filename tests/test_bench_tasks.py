@@ -50,3 +50,13 @@ def test_misspelt_keys_fail_instead_of_defaulting(tmp_path):
         task_options("classification", ds, templtes=["photo"])
     opts, ctx = task_options("classification", ds, templates=["photo"], target_classes=["Moongate"])
     assert opts.templates == ["a photo of a {}."] and ctx.target_classes == ["Moongate"] and ctx.set == "target"
+
+
+def test_mm_metrics_on_images_without_spacing_fail_with_the_fix(tmp_path, one_torch_thread):
+    from medkt.bench.in_memory import evaluate_dataset
+    from medkt.models import create_model
+    ds = load_dataset("udiat", make_fake("udiat", tmp_path / "u", n=1))
+    with pytest.raises(ConfigError, match="no pixel spacing") as e:
+        evaluate_dataset("segmentation", create_model("tiny-clip"), ds, prompt="a tumour", sam="tiny-sam",
+                         config={"m2ib": {"steps": 1, "samples": 1}})  # SegMetricConfig default: mm
+    assert "segmentation.metrics.nsd_units: px" in str(e.value)

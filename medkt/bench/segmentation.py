@@ -16,6 +16,7 @@ import numpy as np
 from medkt.bench.common import BlockResult, UnitResult, failed_row, read_cases
 from medkt.bench.datasets import open_dataset
 from medkt.bench.tasks import SegmentationContext, SegmentationOptions
+from medkt.errors import ConfigError
 
 
 class Worker:
@@ -41,6 +42,13 @@ class Worker:
         from medkt.metrics import segmentation_scores
         ds = open_dataset(self.spec.dataset, cases)
         readable, failed = read_cases(ds, cases, with_mask=True)
+        if self.metric_cfg.distance_units == "mm":
+            lacking = [c.case_id for c, _, _ in readable if ds.spacing(c) is None]
+            if lacking:  # a setting that cannot work for this dataset: stop before segmenting
+                raise ConfigError(f"dataset '{ds.name}', case '{lacking[0]}': NSD/HD95 are set to mm but the "
+                                  "image carries no pixel spacing (2-D image files have none).",
+                                  hint="set segmentation.metrics.nsd_units: px (evaluate_dataset: "
+                                       "metrics={'nsd_units': 'px'}; pipelines: --nsd-units px)")
         results = {}
         if readable:
             out = self.segmenter.segment_slices([im for _, im, _ in readable], self.prompt,
@@ -55,7 +63,7 @@ class Worker:
             if gt.shape != res.mask.shape:
                 rows.append(failed_row(c, f"mask shape {gt.shape} differs from image {res.mask.shape}"))
                 continue
-            spacing = ds.spacing(c) if self.metric_cfg.nsd_units == "mm" else None
+            spacing = ds.spacing(c) if self.metric_cfg.distance_units == "mm" else None
             scores = segmentation_scores(res.mask, gt, spacing=spacing, config=self.metric_cfg)
             rows.append({"case_id": c.case_id, "status": "ok", "sam_status": res.status,
                          **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in scores.items()}})

@@ -77,3 +77,12 @@ def test_2d_images_through_bench_equal_medkt_io(tmp_path):
         expect, _ = mio.prepare_intensity(mio.read_image(c.image))  # what medkt segment sees
         assert np.array_equal(ds.image(c), expect)
         assert np.array_equal(ds.mask(c), mask > 0)
+
+
+def test_cached_volume_slices_are_not_shared_with_callers(tmp_path):
+    _lps_ct(tmp_path / "unito")
+    ds = load_dataset("unitochest", tmp_path / "unito")
+    c = ds.cases[0]
+    first = ds.image(c)
+    first[:] = 0  # a caller normalising in place must not change what the next reader gets
+    assert ds.image(c).any() and ds.mask(c).any()

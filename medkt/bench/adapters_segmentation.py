@@ -119,13 +119,13 @@ class SegmentationAdapter(DatasetAdapter):
                                    keep_uint8=False)
         slices, _ = volume_slices(case.image, case.meta["plane"], modality=options["modality"],
                                   window=_window(options))
-        return slices[case.meta["slice"]]
+        return slices[case.meta["slice"]].copy()  # the volume is cached: callers get their own slice
 
     def read_mask(self, case, options):
         if "slice" not in case.meta:
             return read_mask_file(case.mask)
         masks, _ = volume_slices(case.mask, case.meta["plane"], labels=_labels(options), mask=True)
-        return masks[case.meta["slice"]]
+        return masks[case.meta["slice"]].copy()
 
 
 @register_dataset

@@ -1,4 +1,4 @@
-"""Benchmark: batched multi-concept inversion (medkt) vs a per-concept loop, same process.
+"""Speed benchmark: batched multi-concept inversion (medkt) vs a per-concept loop, same process.
 
 Reference arm ("per-concept loop"), what a straightforward script does: for each of K
 concepts, optimise its ``n`` images alone (batch ``n``), with the encoder weights left

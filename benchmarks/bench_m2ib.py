@@ -1,4 +1,4 @@
-"""Benchmark: optimised M2IB (medkt) vs a straightforward implementation, same process.
+"""Speed benchmark: optimised M2IB (medkt) vs a straightforward implementation, same process.
 
 Reference arm ("naive"), what M2IB / MedCLIP-SAMv2 do: one image at a time; every step
 runs the full vision tower on ``samples`` copies of the image with the bottleneck

@@ -1,4 +1,4 @@
-"""Benchmark: SAM embedding reuse vs re-encoding the image for every prompt, same process.
+"""Speed benchmark: SAM embedding reuse vs re-encoding the image for every prompt, same process.
 
 Reference arm ("per-prompt"): for each of P box prompts of an image, prepare + encode
 the image, decode that one box (what a loop of ``set_image`` + ``predict`` per prompt

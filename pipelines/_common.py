@@ -24,7 +24,7 @@ def parser(doc: str, task: str) -> argparse.ArgumentParser:
 
 def model_and_data(args):
     from medkt.bench.datasets import load_dataset
-    from medkt.bench.evaluate import learn_concepts
+    from medkt.bench import learn_concepts
     from medkt.models import create_model
     model = create_model(args.model, weights=args.weights)
     if args.concepts:

@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     p.add_argument("--metrics", nargs="+", default=None, help="bleu meteor rouge_l cider spice")
     p.add_argument("--tokenizer", default="auto", help="auto | ptb | python")
     args = p.parse_args(argv)
-    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench import evaluate_dataset
     model, ds = model_and_data(args)
     res = evaluate_dataset("captioning", model, ds, batch_size=args.batch_size, method=args.method,
                            max_len=args.max_len, metrics=args.metrics, tokenizer=args.tokenizer)

@@ -14,7 +14,7 @@ def main(argv=None) -> int:
     p = parser(__doc__, "retrieval")
     p.add_argument("--scorer", default="auto", choices=["auto", "similarity", "itm"])
     args = p.parse_args(argv)
-    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench import evaluate_dataset
     model, ds = model_and_data(args)
     res = evaluate_dataset("retrieval", model, ds, batch_size=args.batch_size, scorer=args.scorer)
     return report(res, args.json)

@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--templates", nargs="+", default=["openai_imagenet"], help="template sets or '...{}...'")
     p.add_argument("--target", nargs="*", default=[], help="classes whose accuracy is the target accuracy")
     args = p.parse_args(argv)
-    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench import evaluate_dataset
     model, ds = model_and_data(args)
     res = evaluate_dataset("classification", model, ds, batch_size=args.batch_size, templates=args.templates,
                            target_classes=args.target)

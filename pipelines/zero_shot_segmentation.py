@@ -16,15 +16,16 @@ def main(argv=None) -> int:
     p = parser(__doc__, "segmentation")
     p.add_argument("--prompt", required=True, help="the M2IB text prompt")
     p.add_argument("--sam", default="sam-vit-b", help="SAM model name")
-    p.add_argument("--nsd-tolerance", type=float, default=2.0)
-    p.add_argument("--nsd-units", default="px", choices=["px", "mm"])
-    p.add_argument("--nsd-mode", default="surface", choices=["surface", "medclip-samv2"])
+    p.add_argument("--nsd-tolerance", type=float, help="NSD tolerance (default: medkt.metrics.SegMetricConfig's)")
+    p.add_argument("--nsd-units", choices=["px", "mm"], help="NSD/HD95 units (default: SegMetricConfig's, mm)")
+    p.add_argument("--nsd-mode", help="NSD convention, e.g. surface | medclip-samv2 (default: SegMetricConfig's)")
     args = p.parse_args(argv)
-    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench import evaluate_dataset
     model, ds = model_and_data(args)
+    metrics = {k: v for k, v in (("nsd_tolerance", args.nsd_tolerance), ("nsd_units", args.nsd_units),
+                                 ("nsd_mode", args.nsd_mode)) if v is not None}
     res = evaluate_dataset("segmentation", model, ds, batch_size=args.batch_size, prompt=args.prompt,
-                           sam=args.sam, nsd_tolerance=args.nsd_tolerance, nsd_units=args.nsd_units,
-                           nsd_mode=args.nsd_mode, model_name=args.model)
+                           sam=args.sam, metrics=metrics, model_name=args.model)
     return report(res, args.json)
 
 

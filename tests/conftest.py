@@ -2,6 +2,10 @@
 
 Any attempt to connect to a non-loopback address fails the test that made it, so "no
 test touches the network" is enforced rather than hoped for.
+
+Markers (declared in pyproject.toml): ``slow`` (more than ~20 s alone on 2 CPU cores, or an
+external runtime's start-up such as Ray or Java) and ``java``.  Every test runs by default and
+in CI (``.ci/run``); ``python -m pytest -m "not slow"`` is the quick local loop.
 """
 from __future__ import annotations
 

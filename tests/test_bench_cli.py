@@ -69,13 +69,14 @@ def test_runnable_pipeline_scripts(tmp_path, monkeypatch, capsys):
 
 def test_unreadable_case_is_recorded_not_fatal(tmp_path):
     from medkt.bench.datasets import load_dataset
-    from medkt.bench.evaluate import evaluate_dataset
+    from medkt.bench import evaluate_dataset
     from medkt.bench.fakes import make_fake
     from medkt.models import create_model
     root = make_fake("udiat", tmp_path / "udiat", n=3)
     (root / "original" / "000002.png").write_bytes(b"not an image")
     res = evaluate_dataset("segmentation", create_model("tiny-clip"), load_dataset("udiat", root), batch_size=3,
-                           prompt="a breast tumour", sam="tiny-sam", config={"m2ib": {"steps": 1, "samples": 1}})
+                           prompt="a breast tumour", sam="tiny-sam", config={"m2ib": {"steps": 1, "samples": 1}},
+                           metrics={"nsd_units": "px"})  # PNGs carry no spacing
     assert [r["status"] for r in res.rows] == ["ok", "failed", "ok"]
-    assert "cannot read image" in res.rows[1]["reason"]
+    assert "not a readable image file" in res.rows[1]["reason"] and "000002.png" in res.rows[1]["reason"]
     assert res.metrics["n_cases"] == 3 and res.metrics["n_scored"] == 2 and 0 <= res.metrics["dsc"] <= 1

@@ -22,6 +22,7 @@ def test_unknown_executor():
         make_executor("dask")
 
 
+@pytest.mark.slow  # starts a local Ray instance: ~26 s alone on 2 CPU cores
 def test_ray_equals_local(tmp_path, network_attempts):
     name = "table4_segmentation"
     cfg = load_experiment(name, quick_overrides(load_experiment(name)) + ["batch_size=1"])

@@ -83,6 +83,7 @@ def test_spice_offline_is_skipped_without_download(monkeypatch, network_attempts
 
 
 @pytest.mark.java
+@pytest.mark.slow  # Java start-up for METEOR and the PTB tokenizer: ~8-17 s on 2 CPU cores
 @needs_java
 def test_meteor_and_ptb_tokenizer_with_java():
     r = caption_scores(REFS, CANDS, metrics=["bleu", "meteor"], tokenizer="ptb")

@@ -14,6 +14,8 @@ Modules: :mod:`~medkt.bench.datasets` (adapter registry; adapters in
 ``adapters_classification``, ``adapters_segmentation``, ``adapters_text``),
 :mod:`~medkt.bench.experiment` (config dataclasses), :mod:`~medkt.bench.runner`,
 :mod:`~medkt.bench.shard`, :mod:`~medkt.bench.store`, :mod:`~medkt.bench.merge`,
+:mod:`~medkt.bench.tasks` (typed worker options and finalize contexts),
+:mod:`~medkt.bench.in_memory` (``evaluate_dataset``: one task on one dataset, in memory),
 :mod:`~medkt.bench.report`, :mod:`~medkt.bench.plots`, :mod:`~medkt.bench.executors`,
 and one module per task pipeline (``classification``, ``retrieval``, ``captioning``,
 ``segmentation``) with a ``Worker`` and a ``finalize``.
@@ -24,10 +26,11 @@ from medkt._lazy import lazy_exports
 
 _LAZY = {
     "load_dataset": "datasets", "list_datasets": "datasets", "get_adapter": "datasets",
-    "register_dataset": "datasets", "Dataset": "datasets", "Case": "datasets", "DatasetAdapter": "datasets",
+    "register_dataset": "datasets", "Dataset": "datasets", "BenchItem": "datasets", "DatasetAdapter": "datasets",
     "ExperimentConfig": "experiment", "load_experiment": "experiment", "list_experiments": "experiment",
     "run_benchmark": "runner", "BenchResult": "runner",
     "merge_runs": "merge",
+    "evaluate_dataset": "in_memory", "learn_concepts": "in_memory",
     "make_executor": "executors", "LocalExecutor": "executors", "RayExecutor": "executors",
     "render_report": "report",
     "part_blocks": "shard",

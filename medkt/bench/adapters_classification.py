@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medkt.bench.datasets import (Case, DatasetAdapter, list_images, natural_key, read_image_file,
+from medkt.bench.datasets import (BenchItem, DatasetAdapter, list_images, natural_key, read_image_file,
                                   register_dataset, safe_id, stem)
 from medkt.errors import InputError
 
@@ -17,7 +17,7 @@ def _folder_classes(root: Path) -> list[Path]:
 
 
 def scan_image_folder(adapter: DatasetAdapter, root: Path, names: dict[str, str] | None = None,
-                      min_classes: int = 1) -> tuple[list[Case], list[str]]:
+                      min_classes: int = 1) -> tuple[list[BenchItem], list[str]]:
     """``root/<class>/<image>`` → cases labelled by folder (``names`` maps folder → class name)."""
     cases, classes = [], []
     folders = _folder_classes(root)
@@ -27,7 +27,7 @@ def scan_image_folder(adapter: DatasetAdapter, root: Path, names: dict[str, str]
             continue
         label = (names or {}).get(d.name, d.name.replace("_", " "))
         classes.append(label)
-        cases += [Case(case_id=safe_id(f"{d.name}/{stem(f)}"), image=str(f), label=label) for f in files]
+        cases += [BenchItem(case_id=safe_id(f"{d.name}/{stem(f)}"), image=str(f), label=label) for f in files]
     if len(classes) < min_classes:
         found = ", ".join(d.name for d in folders[:8]) or "no sub-folders"
         raise adapter.layout_error(root, f"expected at least {min_classes} class folder(s) holding "
@@ -86,7 +86,7 @@ class _ImageNetBase(DatasetAdapter):
         return mapping
 
     def scan(self, root, options):
-        split = options.get("split") or "val"
+        split = options["split"]
         base = root / split if (root / split).is_dir() else root
         names = self._names(root)
         flat = list_images(base)
@@ -102,10 +102,10 @@ class _ImageNetBase(DatasetAdapter):
                 raise self.layout_error(root, f"unknown WordNet ids: {', '.join(unknown[:5])}.")
             cases = []
             for d in wnid_dirs:
-                cases += [Case(case_id=safe_id(f"{d.name}/{stem(f)}"), image=str(f), label=names[d.name],
+                cases += [BenchItem(case_id=safe_id(f"{d.name}/{stem(f)}"), image=str(f), label=names[d.name],
                                meta={"wnid": d.name}) for f in list_images(d)]
         present = sorted({c.meta["wnid"] for c in cases})
-        if options.get("label_set") == "folders" or self.name == "imagenet100":
+        if options["label_set"] == "folders" or self.name == "imagenet100":
             classes = [names[w] for w in present]
         else:
             classes = list(names.values())
@@ -121,7 +121,7 @@ class _ImageNetBase(DatasetAdapter):
             wnid = labels.get(stem(f))
             if wnid is None:
                 raise self.layout_error(root, f"{f.name} is not listed in LOC_val_solution.csv.")
-            cases.append(Case(case_id=safe_id(f"{wnid}/{stem(f)}"), image=str(f), label=names[wnid],
+            cases.append(BenchItem(case_id=safe_id(f"{wnid}/{stem(f)}"), image=str(f), label=names[wnid],
                               meta={"wnid": wnid}))
         return sorted(cases, key=lambda c: natural_key(c.case_id))
 
@@ -206,7 +206,7 @@ or one folder per class:
                 p = (root / row[path_col]) if not Path(row[path_col]).is_absolute() else Path(row[path_col])
                 if not p.exists():
                     raise self.layout_error(root, f"image {row[path_col]} listed in {table.name} is missing.")
-                cases.append(Case(case_id=safe_id(f"{i:05d}_{stem(p)}"), image=str(p), label=label))
+                cases.append(BenchItem(case_id=safe_id(f"{i:05d}_{stem(p)}"), image=str(p), label=label))
         classes = [c for c in CHEXPERT5 if any(x.label == c for x in cases)]
         return cases, classes
 
@@ -234,14 +234,14 @@ Classes: malignant -> "Lung Cancer", benign -> "Benign Nodule" (options.class_na
     default_options = {"include_normal": False, "class_names": JSRT_NAMES, "invert_raw": True}
 
     def scan(self, root, options):
-        names = {**JSRT_NAMES, **(options.get("class_names") or {})}
+        names = {**JSRT_NAMES, **options["class_names"]}
         listing = root / "CLNDAT_EN.txt"
         if not listing.exists():
             folders = {d.name for d in _folder_classes(root)}
             if not folders & {"malignant", "benign"}:
                 raise self.layout_error(root, "neither CLNDAT_EN.txt nor malignant/ and benign/ folders found.")
             cases, classes = scan_image_folder(self, root, names)
-            if not options.get("include_normal"):
+            if not options["include_normal"]:
                 cases = [c for c in cases if c.label != names["normal"]]
                 classes = [c for c in classes if c != names["normal"]]
             return cases, classes
@@ -254,18 +254,18 @@ Classes: malignant -> "Lung Cancer", benign -> "Benign Nodule" (options.class_na
             if kind is None:
                 continue
             cases.append(self._case(root, toks[0], names[kind]))
-        if options.get("include_normal"):
+        if options["include_normal"]:
             for f in sorted(root.glob("JPCNN*")):
                 if f.suffix.upper() in (".IMG", ".PNG"):
                     cases.append(self._case(root, f.name, names["normal"]))
         classes = [names[k] for k in ("malignant", "benign", "normal") if any(c.label == names[k] for c in cases)]
         return sorted(cases, key=lambda c: natural_key(c.case_id)), classes
 
-    def _case(self, root: Path, filename: str, label: str) -> Case:
+    def _case(self, root: Path, filename: str, label: str) -> BenchItem:
         base = stem(Path(filename))
         for cand in (root / filename, root / f"{base}.IMG", root / f"{base}.png", root / f"{base}.PNG"):
             if cand.exists():
-                return Case(case_id=safe_id(base), image=str(cand), label=label)
+                return BenchItem(case_id=safe_id(base), image=str(cand), label=label)
         raise self.layout_error(root, f"{filename} is listed in CLNDAT_EN.txt but missing.")
 
     def read_image(self, case, options):
@@ -278,4 +278,4 @@ Classes: malignant -> "Lung Cancer", benign -> "Benign Nodule" (options.class_na
                              path=case.image)
         arr = raw.reshape(side, side).astype(np.float32) / 4095.0
         arr = np.clip(arr, 0, 1)
-        return 1.0 - arr if options.get("invert_raw", True) else arr
+        return 1.0 - arr if options["invert_raw"] else arr

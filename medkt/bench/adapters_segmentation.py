@@ -1,23 +1,25 @@
 """Segmentation dataset adapters: UnitoChest, UDIAT, BUSI, SIIM Pneumothorax, BraTS 2023 glioma.
 
-Each reads 2-D slices with masks; the volumetric ones (UnitoChest, BraTS) also read 3-D
-NIfTI volumes and expand them into one case per slice (by default the slices whose mask
-is non-empty, as in the paper: "we consider all slices where a tumor is present").
+Each pairs 2-D images with masks; the volumetric ones (UnitoChest, BraTS) also pair 3-D
+NIfTI volumes with label volumes and expand them into one case per slice (by default the
+slices whose mask is non-empty, as in the paper: "we consider all slices where a tumor is
+present").  Images are read, intensity-prepared and sliced by :mod:`medkt.io` exactly as
+``medkt segment`` does (options ``modality``, ``window`` and ``plane`` mean what they mean there).
 """
 from __future__ import annotations
 
 import csv
-import functools
 from pathlib import Path
 
 import numpy as np
 
-from medkt.bench.datasets import (Case, DatasetAdapter, VOLUME_SUFFIXES, list_images, natural_key,
-                                  normalize_intensity, read_image_file, read_mask_file, read_volume,
-                                  register_dataset, safe_id, slice_spacing, stem, volume_slice)
+from medkt.bench.datasets import (BenchItem, DatasetAdapter, VOLUME_SUFFIXES, list_images, natural_key, read_image_file,
+                                  read_mask_file, register_dataset, safe_id, stem, volume_slices)
 
-SLICE_OPTIONS = {"split": None, "axis": 2, "slices": "foreground", "normalize": "percentile",
-                 "window": None, "labels": None}
+#: Intensity options, as in ``medkt segment``: ``modality`` (ct | mr | us | cxr ...; None = min-max)
+#: and ``window`` (CT preset name or [level, width]) go to :func:`medkt.io.prepare_intensity`.
+IMAGE_OPTIONS = {"modality": None, "window": None}
+SLICE_OPTIONS = {"split": None, "plane": "axial", "slices": "foreground", "labels": None, **IMAGE_OPTIONS}
 
 LAYOUT_2D = """  {images}/  *.png | *.jpg | *.dcm     2-D images
   {masks}/   *.png                     masks with the same file stem (non-zero = foreground)
@@ -25,18 +27,18 @@ LAYOUT_2D = """  {images}/  *.png | *.jpg | *.dcm     2-D images
 
 LAYOUT_3D = """  imagesTs/  <case>_0000.nii.gz | <case>.nii.gz     3-D volumes (nnU-Net naming)
   labelsTs/  <case>.nii.gz                          label volumes (non-zero = foreground)
-  (expanded into axial slices: options.axis, options.slices = foreground | all)"""
+  (expanded into slices: options.plane = axial, options.slices = foreground | all)"""
 
 
 def _dirs(root: Path, options: dict, images: str = "images", masks: str = "masks") -> tuple[Path, Path]:
-    split = options.get("split")
+    split = options["split"]
     if split:
         return root / f"{split}_{images}", root / f"{split}_{masks}"
     return root / images, root / masks
 
 
 def scan_2d_pairs(adapter: DatasetAdapter, root: Path, img_dir: Path, mask_dir: Path,
-                  mask_suffix: str = "") -> list[Case]:
+                  mask_suffix: str = "") -> list[BenchItem]:
     """Pair ``img_dir/<stem>.*`` with ``mask_dir/<stem><mask_suffix>.*``; every image needs a mask."""
     images = list_images(img_dir, suffixes=(".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm",
                                             ".PNG", ".JPG", ".JPEG"))
@@ -49,7 +51,7 @@ def scan_2d_pairs(adapter: DatasetAdapter, root: Path, img_dir: Path, mask_dir: 
         if m is None:
             missing.append(p.name)
             continue
-        cases.append(Case(case_id=safe_id(stem(p)), image=str(p), mask=str(m)))
+        cases.append(BenchItem(case_id=safe_id(stem(p)), image=str(p), mask=str(m)))
     if missing:
         raise adapter.layout_error(root, f"{len(missing)} image(s) have no mask in {mask_dir} "
                                          f"(e.g. {', '.join(missing[:3])}).")
@@ -73,33 +75,27 @@ def _volume_pairs(adapter: DatasetAdapter, root: Path) -> list[tuple[str, Path, 
     return pairs
 
 
-def expand_slices(pairs: list[tuple[str, Path, Path]], options: dict) -> list[Case]:
-    """One :class:`Case` per slice along ``options.axis`` (foreground-only unless ``slices=all``)."""
-    axis = int(options.get("axis", 2))
+def _labels(options: dict) -> tuple | None:
+    return tuple(int(x) for x in options["labels"]) if options["labels"] else None
+
+
+def _window(options: dict):
+    w = options["window"]
+    return tuple(w) if isinstance(w, list) else w
+
+
+def expand_slices(pairs: list[tuple[str, Path, Path]], options: dict) -> list[BenchItem]:
+    """One :class:`BenchItem` per display slice along ``options.plane`` (slice index ``k`` as in
+    :func:`medkt.io.iter_slices`), foreground-only unless ``slices=all``."""
     cases = []
     for case, img, lab in pairs:
-        arr, spacing = read_volume(str(lab))
-        fg = _select_labels(arr, options.get("labels"))
-        other = tuple(i for i in range(fg.ndim) if i != axis)
-        has = fg.any(axis=other)
-        idx = np.arange(fg.shape[axis]) if options.get("slices") == "all" else np.nonzero(has)[0]
-        for z in idx:
-            cases.append(Case(case_id=safe_id(f"{case}_z{int(z):04d}"), image=str(img), mask=str(lab),
-                              meta={"slice": int(z), "axis": axis, "volume": case,
-                                    "spacing": slice_spacing(spacing, axis)}))
+        masks, spacing = volume_slices(str(lab), options["plane"], labels=_labels(options), mask=True)
+        for k, m in masks.items():
+            if options["slices"] == "all" or m.any():
+                cases.append(BenchItem(case_id=safe_id(f"{case}_z{int(k):04d}"), image=str(img), mask=str(lab),
+                                  meta={"slice": int(k), "plane": options["plane"], "volume": case,
+                                        "spacing": spacing}))
     return cases
-
-
-def _select_labels(arr: np.ndarray, labels) -> np.ndarray:
-    if labels:
-        return np.isin(arr, [int(x) for x in labels])
-    return arr > 0
-
-
-@functools.lru_cache(maxsize=4)
-def _normalized_volume(path: str, method: str, window: tuple | None) -> np.ndarray:
-    arr, _ = read_volume(path)
-    return normalize_intensity(arr, method, list(window) if window else None)
 
 
 class SegmentationAdapter(DatasetAdapter):
@@ -108,7 +104,6 @@ class SegmentationAdapter(DatasetAdapter):
     task = "segmentation"
     default_options = dict(SLICE_OPTIONS)
     images_dir, masks_dir, mask_suffix = "images", "masks", ""
-    volume_normalize = "percentile"
 
     def scan(self, root, options):
         if (root / "imagesTs").is_dir():
@@ -120,17 +115,17 @@ class SegmentationAdapter(DatasetAdapter):
 
     def read_image(self, case, options):
         if "slice" not in case.meta:
-            return read_image_file(case.image)
-        window = options.get("window")
-        vol = _normalized_volume(case.image, options.get("normalize") or self.volume_normalize,
-                                 tuple(window) if window else None)
-        return volume_slice(vol, case.meta["axis"], case.meta["slice"]).astype(np.float32)
+            return read_image_file(case.image, modality=options["modality"], window=_window(options),
+                                   keep_uint8=False)
+        slices, _ = volume_slices(case.image, case.meta["plane"], modality=options["modality"],
+                                  window=_window(options))
+        return slices[case.meta["slice"]].copy()  # the volume is cached: callers get their own slice
 
     def read_mask(self, case, options):
         if "slice" not in case.meta:
             return read_mask_file(case.mask)
-        arr, _ = read_volume(case.mask)
-        return volume_slice(_select_labels(arr, options.get("labels")), case.meta["axis"], case.meta["slice"])
+        masks, _ = volume_slices(case.mask, case.meta["plane"], labels=_labels(options), mask=True)
+        return masks[case.meta["slice"]].copy()
 
 
 @register_dataset
@@ -138,9 +133,9 @@ class UnitoChest(SegmentationAdapter):
     name = "unitochest"
     title = "UnitoChest lung-nodule CT (slices with nodules; 4,179 in the paper)"
     layout = ("<root>/\n" + LAYOUT_2D.format(images="images", masks="masks")
-              + "\nor 3-D CT volumes (HU; lung window options.window=[-600, 1500] by default):\n<root>/\n"
-              + LAYOUT_3D + "\n")
-    default_options = {**SLICE_OPTIONS, "normalize": "window", "window": [-600.0, 1500.0]}
+              + "\nor 3-D CT volumes (HU; lung window by default, as configs/segment/ct-lung-nodule.yaml):\n"
+              + "<root>/\n" + LAYOUT_3D + "\n")
+    default_options = {**SLICE_OPTIONS, "modality": "ct", "window": "lung"}
 
 
 @register_dataset
@@ -172,11 +167,11 @@ class BUSI(SegmentationAdapter):
   normal/     normal (1).png  normal (1)_mask.png          (used only with options.include_normal)
 Extra masks (_mask_1, _mask_2) are merged into one lesion mask.
 """
-    default_options = {"include_normal": False, "classes": ["benign", "malignant"]}
+    default_options = {"include_normal": False, "classes": ["benign", "malignant"], **IMAGE_OPTIONS}
 
     def scan(self, root, options):
-        classes = list(options.get("classes") or ["benign", "malignant"])
-        if options.get("include_normal") and "normal" not in classes:
+        classes = list(options["classes"])
+        if options["include_normal"] and "normal" not in classes:
             classes.append("normal")
         cases = []
         for cls in classes:
@@ -189,7 +184,7 @@ Extra masks (_mask_1, _mask_2) are merged into one lesion mask.
                 masks = [f for f in files if f.stem == f"{img.stem}_mask" or f.stem.startswith(f"{img.stem}_mask_")]
                 if not masks:
                     raise self.layout_error(root, f"{cls}/{img.name} has no {img.stem}_mask.png.")
-                cases.append(Case(case_id=safe_id(f"{cls}_{img.stem}"), image=str(img), label=cls,
+                cases.append(BenchItem(case_id=safe_id(f"{cls}_{img.stem}"), image=str(img), label=cls,
                                   mask=str(masks[0]), meta={"extra_masks": [str(m) for m in masks[1:]]}))
         return cases, classes
 
@@ -231,11 +226,11 @@ Cases without pneumothorax are skipped unless options.positive_only=false.
         cases = []
         for image_id in sorted(encodings, key=natural_key):
             enc = [e for e in encodings[image_id] if e != "-1"]
-            if options.get("positive_only", True) and not enc:
+            if options["positive_only"] and not enc:
                 continue
             if image_id not in files:
                 raise self.layout_error(root, f"image {image_id} listed in {rle.name} is missing.")
-            cases.append(Case(case_id=safe_id(image_id), image=str(files[image_id]), mask=None,
+            cases.append(BenchItem(case_id=safe_id(image_id), image=str(files[image_id]), mask=None,
                               meta={"rle": enc}))
         for c in cases:
             c.mask = f"rle:{c.case_id}"
@@ -287,20 +282,20 @@ class BraTS23Glioma(SegmentationAdapter):
     layout = """
 <root>/
   BraTS-GLI-00000-000/
-    BraTS-GLI-00000-000-t1c.nii.gz  -t1n  -t2f  -t2w   the four MRI sequences (options.modality)
+    BraTS-GLI-00000-000-t1c.nii.gz  -t1n  -t2f  -t2w   the four MRI sequences (options.sequence)
     BraTS-GLI-00000-000-seg.nii.gz                     labels 1 NCR, 2 ED, 3 ET (options.labels)
   BraTS-GLI-00002-000/ ...
 expanded into axial slices with tumour (options.slices=all keeps every slice), or 2-D slices:
 <root>/
 """ + LAYOUT_2D.format(images="images", masks="masks") + "\n"
-    default_options = {**SLICE_OPTIONS, "modality": "t2f"}
+    default_options = {**SLICE_OPTIONS, "modality": "mr", "sequence": "t2f"}
 
     def scan(self, root, options):
-        if (root / "images").is_dir() or options.get("split"):
+        if (root / "images").is_dir() or options["split"]:
             return super().scan(root, options)
-        mod = options.get("modality", "t2f")
+        mod = options["sequence"]
         if mod not in BRATS_MODALITIES:
-            raise self.layout_error(root, f"unknown modality '{mod}'; use one of {', '.join(BRATS_MODALITIES)}.")
+            raise self.layout_error(root, f"unknown sequence '{mod}'; use one of {', '.join(BRATS_MODALITIES)}.")
         subjects = sorted([d for d in root.iterdir() if d.is_dir() and d.name.startswith("BraTS")],
                           key=lambda d: natural_key(d.name))
         if not subjects:

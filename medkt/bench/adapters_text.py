@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medkt.bench.datasets import Case, DatasetAdapter, register_dataset, safe_id, stem
+from medkt.bench.datasets import BenchItem, DatasetAdapter, register_dataset, safe_id, stem
 
 
 class KarpathyAdapter(DatasetAdapter):
@@ -24,8 +24,8 @@ class KarpathyAdapter(DatasetAdapter):
             images = data["images"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise self.layout_error(root, f"{self.json_name} is not a Karpathy split file ({e}).") from None
-        split = options.get("split", "test")
-        per = options.get("captions_per_image")
+        split = options["split"]
+        per = options["captions_per_image"]
         cases = []
         for item in images:
             if item.get("split") != split:
@@ -38,7 +38,7 @@ class KarpathyAdapter(DatasetAdapter):
                 caps = caps[: int(per)]
             if not caps:
                 raise self.layout_error(root, f"image {item.get('filename')} has no sentences.")
-            cases.append(Case(case_id=safe_id(stem(Path(item["filename"]))), image=str(img), captions=caps,
+            cases.append(BenchItem(case_id=safe_id(stem(Path(item["filename"]))), image=str(img), captions=caps,
                               meta={"imgid": item.get("imgid", item.get("cocoid"))}))
         if not cases:
             raise self.layout_error(root, f"no images with split '{split}' in {self.json_name}.")

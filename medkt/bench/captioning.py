@@ -23,8 +23,8 @@ class Worker:
         model.require(CAPTION)
         self.model = model.eval()
         self.spec = spec
-        self.method = spec.options.get("method", "greedy")
-        self.max_len = int(spec.options.get("max_len", 30))
+        self.method = spec.options.method
+        self.max_len = spec.options.max_len
 
     def __call__(self, cases) -> BlockResult:
         ds = open_dataset(self.spec.dataset, cases)
@@ -36,14 +36,14 @@ class Worker:
         return BlockResult(rows)
 
 
-def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
+def finalize(rows: list[dict], arrays: dict, context) -> UnitResult:
     """Corpus-level caption scores over all gathered captions."""
     from medkt.metrics import caption_scores
     if not rows:
         return UnitResult(rows, {"n_images": 0})
     refs = {r["case_id"]: json.loads(r["references"]) for r in rows}
     cands = {r["case_id"]: (r["caption"] or "<empty>") for r in rows}
-    res = caption_scores(refs, cands, metrics=context.get("metrics"), tokenizer=context.get("tokenizer", "auto"))
+    res = caption_scores(refs, cands, metrics=context.metrics, tokenizer=context.tokenizer)
     metrics = {**res.scores, "n_images": len(rows), "tokenizer": res.tokenizer}
     if res.skipped:
         metrics["skipped"] = dict(res.skipped)

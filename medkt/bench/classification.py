@@ -31,10 +31,10 @@ class Worker:
         self.model = model.eval()
         self.spec = spec
         opts = spec.options
-        self.labels: list[str] = list(opts["labels"])
-        self.templates: list[str] = list(opts["templates"])
-        self.scorer = scorer_for(model, opts.get("scorer", "auto"))
-        self.itm_batch = int(opts.get("itm_batch", 64))
+        self.labels: list[str] = list(opts.labels)
+        self.templates: list[str] = list(opts.templates)
+        self.scorer = scorer_for(model, opts.scorer)
+        self.itm_batch = opts.itm_batch
         self.index = {c: i for i, c in enumerate(self.labels)}
         if self.scorer == "similarity":
             from medkt.transfer import build_classifier
@@ -78,10 +78,11 @@ class Worker:
         return BlockResult(rows=rows)
 
 
-def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
-    """Set-level metrics; ``context``: ``set`` (target | reference), ``target_classes``, ``top_k``, ``seed``."""
+def finalize(rows: list[dict], arrays: dict, context) -> UnitResult:
+    """Set-level metrics; ``context`` (:class:`~medkt.bench.tasks.ClassificationContext`): ``set``
+    (target | reference), ``target_classes``, ``top_k``, ``seed``."""
     from medkt.metrics import summarize
-    prefix = context["set"]
+    prefix = context.set
     all_rows, rows = rows, [r for r in rows if r.get("status", "ok") == "ok"]
     out: dict = {f"n_{prefix}": len(rows)}
     if len(rows) < len(all_rows):
@@ -91,7 +92,7 @@ def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
     correct = np.array([r["correct"] for r in rows], dtype=float)
     ranks = np.array([r["rank"] for r in rows])
     out[f"{prefix}_all_acc"] = float(correct.mean())
-    for k in context.get("top_k", [1, 5]):
+    for k in context.top_k:
         if k > 1:
             out[f"{prefix}_top{k}"] = float((ranks <= k).mean())
     per_class = {}
@@ -101,10 +102,10 @@ def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
         if prefix == "target":
             out[f"acc/{label}"] = per_class[label]
     out[f"{prefix}_balanced_acc"] = float(np.mean(list(per_class.values())))
-    targets = context.get("target_classes") or []
+    targets = context.target_classes
     chosen = [r for r in rows if r["label"] in targets] if (prefix == "target" and targets) else rows
     stats = summarize([{"correct": float(r["correct"])} for r in chosen], ["correct"],
-                      seed=context.get("seed", 0))["correct"] if chosen else None
+                      seed=context.seed)["correct"] if chosen else None
     out[f"{prefix}_acc"] = stats["mean"] if stats else math.nan
     out[f"{prefix}_acc_ci"] = [stats["ci_low"], stats["ci_high"]] if stats else None
     if prefix == "target":

@@ -1,12 +1,14 @@
 """Benchmark dataset adapters: a registry of named folder layouts.
 
 Each adapter knows one dataset's folder layout (documented in its ``layout`` text and in
-``docs/datasets.md``), turns a root folder into a :class:`Dataset` of :class:`Case` items
-in a fixed, sorted order, and reads images and masks on demand::
+``docs/datasets.md``), turns a root folder into a :class:`Dataset` of :class:`BenchItem`s
+in a fixed, sorted order, and reads images and masks on demand through :mod:`medkt.io`
+(adapters only list and pair files; reading, intensity preparation and slicing are medkt.io's,
+so ``medkt bench`` and ``medkt segment`` see the same pixels)::
 
     from medkt.bench.datasets import load_dataset, list_datasets
     ds = load_dataset("busi", "/data/BUSI", limit=20)
-    img = ds.image(ds.cases[0])            # HxW or HxWxC, uint8 or float in [0, 1]
+    img = ds.image(ds.cases[0])            # HxW or HxWx3, uint8 or float32 in [0, 1]
     gt = ds.mask(ds.cases[0])              # HxW bool
 
 A folder that does not match the layout raises :class:`~medkt.errors.InputError` whose
@@ -33,11 +35,12 @@ VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
 
 
 @dataclass
-class Case:
-    """One evaluation item.
+class BenchItem:
+    """One evaluation item of a benchmark dataset (not :class:`medkt.io.Case`, a readable input).
 
-    ``image``/``mask`` are paths (a 3-D volume slice adds ``meta["slice"]`` and
-    ``meta["axis"]``); ``label`` is a class name; ``captions`` the reference captions.
+    ``image``/``mask`` are paths (a slice of a 3-D volume adds ``meta["slice"]``, the index
+    ``k`` of :func:`medkt.io.iter_slices`, and ``meta["plane"]``); ``label`` is a class name;
+    ``captions`` the reference captions.  ``case_id`` names it in every table.
     """
 
     case_id: str
@@ -55,7 +58,7 @@ class Dataset:
     name: str
     root: Path
     task: str
-    cases: list[Case]
+    cases: list[BenchItem]
     classes: list[str] = field(default_factory=list)
     adapter: "DatasetAdapter | None" = None
     options: dict = field(default_factory=dict)
@@ -63,17 +66,17 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.cases)
 
-    def image(self, case: Case) -> np.ndarray:
+    def image(self, case: BenchItem) -> np.ndarray:
         """The case's image: ``HxW`` or ``HxWx3``, uint8 or float32 in [0, 1]."""
         return self.adapter.read_image(case, self.options)
 
-    def mask(self, case: Case) -> np.ndarray:
+    def mask(self, case: BenchItem) -> np.ndarray:
         """The case's ground-truth mask as ``HxW`` bool."""
         if case.mask is None:
             raise InputError(f"case '{case.case_id}' of {self.name} has no mask.")
         return self.adapter.read_mask(case, self.options)
 
-    def spacing(self, case: Case) -> tuple[float, float] | None:
+    def spacing(self, case: BenchItem) -> tuple[float, float] | None:
         """In-plane pixel spacing (rows, cols) in mm, when the source format stores it."""
         return case.meta.get("spacing")
 
@@ -91,14 +94,14 @@ class DatasetAdapter:
     layout: str = ""
     default_options: dict = {}
 
-    def scan(self, root: Path, options: dict) -> tuple[list[Case], list[str]]:
+    def scan(self, root: Path, options: dict) -> tuple[list[BenchItem], list[str]]:
         raise NotImplementedError
 
     # ---------------------------------------------------------------- reading
-    def read_image(self, case: Case, options: dict) -> np.ndarray:
+    def read_image(self, case: BenchItem, options: dict) -> np.ndarray:
         return read_image_file(case.image)
 
-    def read_mask(self, case: Case, options: dict) -> np.ndarray:
+    def read_mask(self, case: BenchItem, options: dict) -> np.ndarray:
         return read_mask_file(case.mask)
 
     # ---------------------------------------------------------------- errors
@@ -159,14 +162,14 @@ def load_dataset(name: str, root: str | Path, *, limit: int | None = None,
                    adapter=adapter, options=opts)
 
 
-def open_dataset(ref: dict, cases: list[Case]) -> Dataset:
+def open_dataset(ref: dict, cases: list[BenchItem]) -> Dataset:
     """Re-open a dataset from :meth:`Dataset.ref` with already-scanned ``cases`` (workers)."""
     adapter = get_adapter(ref["adapter"])
     return Dataset(name=ref["adapter"], root=Path(ref["root"]), task=adapter.task, cases=cases,
                    adapter=adapter, options=ref.get("options", {}))
 
 
-def apply_limit(cases: list[Case], limit: int, by_label: bool = False) -> list[Case]:
+def apply_limit(cases: list[BenchItem], limit: int, by_label: bool = False) -> list[BenchItem]:
     """First ``limit`` cases; with ``by_label`` taken round-robin over labels (order kept)."""
     if not by_label:
         return cases[:limit]
@@ -214,104 +217,53 @@ def safe_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
-def read_image_file(path: str | Path) -> np.ndarray:
-    """Read a 2-D image: PNG/JPEG/TIFF/BMP (PIL), DICOM (pydicom), ``.npy``.
+# ---------------------------------------------------------------------- reading (all through medkt.io)
+def read_image_file(path: str | Path, *, modality: str | None = None, window=None,
+                    keep_uint8: bool = True) -> np.ndarray:
+    """Read a 2-D image (PNG/JPEG/TIFF/BMP, 2-D DICOM) with :func:`medkt.io.read_image`.
 
-    Returns ``HxW`` or ``HxWx3`` (alpha dropped, palettes expanded): uint8 as stored, or
-    float32 in [0, 1] for 16-bit and DICOM data (min-max over the image).
+    Returns ``HxW`` or ``HxWx3``: with ``keep_uint8`` an 8-bit image as stored (natural images,
+    what CLIP-style evaluations feed); anything else is prepared by
+    :func:`medkt.io.prepare_intensity` (``modality``/``window`` as in ``medkt segment``) to float32
+    in [0, 1], which is exactly the image ``medkt segment`` sees.
     """
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".dcm":
-            return _read_dicom(path)
-        if path.suffix.lower() == ".npy":
-            return _to_unit(np.load(path))
-        from PIL import Image
-        with Image.open(path) as im:
-            if im.mode in ("P", "RGBA", "LA", "CMYK", "YCbCr"):
-                im = im.convert("RGB")
-            arr = np.asarray(im)
-    except InputError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any decoder failure becomes one typed error
-        raise InputError(f"cannot read image: {type(e).__name__}: {e}", path=str(path)) from None
-    if arr.dtype == np.uint8:
-        return arr
-    return _to_unit(arr)
+    from medkt import io as mio
+    vol = mio.read_image(path, modality=modality)
+    if not vol.is_2d:
+        raise InputError(f"expected a 2-D image, found a volume of shape {vol.array.shape}.", path=str(path),
+                         hint="use the dataset's volume layout (imagesTs/labelsTs) for 3-D images")
+    if keep_uint8 and window is None and vol.array.dtype == np.uint8:
+        return vol.array
+    return mio.prepare_intensity(vol, modality=modality, window=window)[0]
 
 
 def read_mask_file(path: str | Path) -> np.ndarray:
-    """Read a 2-D mask (any format :func:`read_image_file` reads) → ``HxW`` bool (``> 0``)."""
-    arr = read_image_file(path)
+    """Read a 2-D mask (any format :func:`medkt.io.read_image` reads) → ``HxW`` bool (``> 0``)."""
+    from medkt import io as mio
+    arr = np.asarray(mio.read_image(path).array)
     if arr.ndim == 3:
         arr = arr.max(axis=-1)
-    return np.asarray(arr) > 0
-
-
-def _to_unit(arr: np.ndarray) -> np.ndarray:
-    arr = np.asarray(arr, dtype=np.float32)
-    lo, hi = float(np.min(arr)), float(np.max(arr))
-    if hi > lo:
-        arr = (arr - lo) / (hi - lo)
-    else:
-        arr = np.zeros_like(arr)
-    return arr
-
-
-def _read_dicom(path: Path) -> np.ndarray:
-    import pydicom
-    ds = pydicom.dcmread(str(path))
-    arr = ds.pixel_array.astype(np.float32)
-    arr = arr * float(getattr(ds, "RescaleSlope", 1) or 1) + float(getattr(ds, "RescaleIntercept", 0) or 0)
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-        arr = arr.max() - arr
-    return _to_unit(arr)
+    return arr > 0
 
 
 @functools.lru_cache(maxsize=4)
-def read_volume(path: str) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A NIfTI volume in closest-canonical (RAS) orientation: ``(array[x, y, z], spacing)``.
+def volume_slices(path: str, plane: str = "axial", *, modality: str | None = None, window=None,
+                  labels: tuple | None = None, mask: bool = False) -> tuple[dict[int, np.ndarray], tuple]:
+    """A NIfTI/DICOM volume as display slices, through :mod:`medkt.io` (cached: a few volumes).
 
-    Cached (a few volumes), so reading many slices of one volume loads it once.
+    Images: :func:`medkt.io.prepare_intensity` (``modality``, ``window``), then
+    :func:`medkt.io.iter_slices` along ``plane`` (radiological display orientation), so each slice
+    is the one ``medkt segment`` segments.  Masks (``mask=True``): foreground = ``labels`` (or
+    ``> 0``), sliced the same way.  Returns ``({slice_index: 2-D array}, (row_mm, col_mm))``;
+    image slices are float32 in [0, 1], mask slices bool.
     """
-    import nibabel as nib
-    try:
-        img = nib.as_closest_canonical(nib.load(path))
-        arr = np.asarray(img.dataobj)
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"cannot read volume: {type(e).__name__}: {e}", path=path) from None
-    return arr, tuple(float(z) for z in img.header.get_zooms()[:3])
-
-
-def volume_slice(arr: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """Slice ``index`` along ``axis`` of a RAS array, displayed radiologically (anterior/superior up)."""
-    sl = np.take(arr, index, axis=axis)
-    return np.flipud(sl.T)
-
-
-def slice_spacing(spacing: tuple[float, ...], axis: int) -> tuple[float, float]:
-    inplane = [s for i, s in enumerate(spacing) if i != axis]
-    return (float(inplane[1]), float(inplane[0]))  # rows follow the second remaining axis after .T
-
-
-def normalize_intensity(arr: np.ndarray, method: str, window: list[float] | None = None) -> np.ndarray:
-    """Volume intensities → float32 [0, 1].
-
-    ``percentile``: clip to the 0.5–99.5 percentiles of non-zero voxels (MRI, MedSAM);
-    ``window``: CT window ``[level, width]`` in HU; ``minmax``: over the whole volume.
-    """
-    arr = arr.astype(np.float32)
-    if method == "window":
-        level, width = (window or [-600.0, 1500.0])
-        lo, hi = level - width / 2, level + width / 2
-    elif method == "percentile":
-        nz = arr[arr != 0]
-        if nz.size == 0:
-            return np.zeros_like(arr)
-        lo, hi = np.percentile(nz, [0.5, 99.5])
+    from medkt import io as mio
+    vol = mio.read_image(path, modality=modality)
+    if vol.is_2d:
+        raise InputError("expected a 3-D volume, found a 2-D image.", path=path)
+    if mask:
+        data = np.isin(vol.array, list(labels)) if labels else np.asarray(vol.array) > 0
     else:
-        lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
-        return np.zeros_like(arr)
-    return np.clip((arr - lo) / (hi - lo), 0, 1)
-
+        data = mio.prepare_intensity(vol, modality=modality, window=window)[0]
+    slices, smap = mio.iter_slices(vol, plane, array=data)
+    return dict(slices), tuple(float(s) for s in smap.pixel_spacing)

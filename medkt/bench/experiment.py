@@ -24,6 +24,7 @@ from typing import Any
 
 from medkt.config import from_dict, to_dict
 from medkt.errors import ConfigError
+from medkt.metrics.segmentation import SegMetricConfig
 
 TASKS = ("classification", "retrieval", "captioning", "segmentation")
 
@@ -86,10 +87,9 @@ class SegmentationSpec:
     sam: str = "sam-vit-h"
     sam_weights: str | None = None
     config: dict = field(default_factory=dict)  # medkt.segment overrides (saliency, postprocess, prompts)
-    nsd_tolerance: float = 2.0
-    nsd_units: str = "px"
-    nsd_mode: str = "surface"  # surface | medclip-samv2 (slab NSD on 2-D PNGs, as MedCLIP-SAMv2)
-    empty_policy: str = "default"
+    # Metric conventions: medkt.metrics' own config and defaults (nsd_tolerance, nsd_units, nsd_mode,
+    # empty_policy, ...); Table 4 sets MedCLIP-SAMv2's (px, slab NSD) explicitly.
+    metrics: SegMetricConfig = field(default_factory=SegMetricConfig)
     overlays: int = 10  # Figs. 6-7: the N cases KT improved most (DSC)
     save_predictions: bool = True
 
@@ -202,13 +202,13 @@ def run_id(lr: Any) -> str:
 
 
 def experiments_dir() -> Path:
-    from medkt.paths import repo_configs_dir
-    return repo_configs_dir() / "experiments"
+    from medkt.paths import config_dir
+    return config_dir("experiments")
 
 
 def list_experiments() -> list[str]:
-    d = experiments_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    from medkt.paths import list_configs
+    return list_configs("experiments")
 
 
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
@@ -247,24 +247,29 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     return raw
 
 
+MOVED_TO_METRICS = ("nsd_tolerance", "nsd_units", "nsd_mode", "empty_policy")
+
+
 def load_experiment(source: str | Path | dict, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load an experiment from a YAML path, a shipped name (``table1_rare_concepts``) or a dict."""
     from medkt.config import load_yaml
     name = None
     if isinstance(source, (str, Path)):
-        if not Path(source).exists():
-            cand = experiments_dir() / f"{source}.yaml"
-            if not cand.exists():
-                from medkt.errors import UnknownNameError
-                raise UnknownNameError("experiment", str(source), list_experiments(),
-                                       hint="pass a YAML path or one of the shipped experiment names")
-            source = cand
+        from medkt.paths import config_file
+        source = config_file("experiments", source)
         name = Path(source).stem
         raw = load_yaml(source)
     else:
         raw = dict(source)
     try:
-        cfg = from_dict(ExperimentConfig, apply_overrides(raw, overrides))
+        raw = apply_overrides(raw, overrides)
+        moved = sorted(set(raw.get("segmentation") or {}) & set(MOVED_TO_METRICS))
+        if moved:
+            raise ConfigError(f"segmentation.{moved[0]} is now segmentation.metrics.{moved[0]} "
+                              "(medkt.metrics.SegMetricConfig, one set of defaults).",
+                              hint=f"move {', '.join(moved)} under 'segmentation: metrics:' "
+                                   f"(or --set segmentation.metrics.{moved[0]}=...)")
+        cfg = from_dict(ExperimentConfig, raw)
     except ConfigError as e:
         if name and e.path is None:
             e.path = str(source)

@@ -19,6 +19,7 @@ import yaml
 from medkt.bench import store
 from medkt.bench.executors import pipeline_module
 from medkt.bench.experiment import ExperimentConfig, load_experiment
+from medkt.bench.tasks import context_from_dict
 from medkt.errors import InputError
 from medkt.runs import atomic_write_json, write_csv
 
@@ -93,7 +94,7 @@ def merge_runs(dirs, out: str | Path | None = None, *, plots: bool = True) -> di
     per_case, units, maps, unit_rows = [], {}, {}, {}
     for key, info in manifest["units"].items():
         rows, arrays, maps[key] = gather(key, info, by_id)
-        res = mod.finalize(rows, arrays, info["context"])
+        res = mod.finalize(rows, arrays, context_from_dict(cfg.task, info["context"]))
         units[key] = res.metrics
         unit_rows[key] = res.rows
         run = lrs.get(info["run"])

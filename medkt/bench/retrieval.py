@@ -24,9 +24,9 @@ class Worker:
     def __init__(self, spec, model):
         self.model = model.eval()
         self.spec = spec
-        self.scorer = scorer_for(model, spec.options.get("scorer", "auto"))
-        self.gallery = list(spec.options.get("gallery") or [])
-        self.itm_batch = int(spec.options.get("itm_batch", 64))
+        self.scorer = scorer_for(model, spec.options.scorer)
+        self.gallery = list(spec.options.gallery)
+        self.itm_batch = spec.options.itm_batch
         if self.scorer == "itm" and not self.gallery:
             raise InputError("ITM retrieval needs the caption gallery (options.gallery).")
 
@@ -53,7 +53,7 @@ def similarity_matrix(arrays: dict) -> np.ndarray:
     return img @ txt.T
 
 
-def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
+def finalize(rows: list[dict], arrays: dict, context) -> UnitResult:
     """R@K both ways over the gathered gallery, plus per-image ranks (1-based)."""
     from medkt.metrics.retrieval import ranks_image_to_text, ranks_text_to_image, retrieval_recall
     if not rows:
@@ -63,7 +63,7 @@ def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
     if sim.shape != (len(rows), cap2img.size):
         raise InputError(f"retrieval scores have shape {sim.shape}, expected {(len(rows), cap2img.size)}; "
                          "were all parts merged?")
-    metrics = retrieval_recall(sim, cap2img, ks=context.get("ks", (1, 5, 10)))
+    metrics = retrieval_recall(sim, cap2img, ks=context.ks)
     i2t = ranks_image_to_text(sim, cap2img)
     t2i = ranks_text_to_image(sim, cap2img)
     out_rows = []

@@ -23,15 +23,16 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from medkt.bench import store
-from medkt.bench.common import resolve_templates
 from medkt.bench.datasets import Dataset, load_dataset
 from medkt.bench.executors import Executor, LocalExecutor, WorkerSpec
 from medkt.bench.experiment import ExperimentConfig, GroupSpec, RunSpec
 from medkt.bench.shard import all_blocks, check_part, manifest_hash, part_blocks
+from medkt.bench.tasks import task_setup
 from medkt.config import to_dict
 from medkt.errors import ConfigError, OutputError
 from medkt.runs import RunRecord, atomic_write, atomic_write_json, check_not_inside_inputs, seed_everything
@@ -49,15 +50,15 @@ class Unit:
     set: str
     alias: str
     dataset: Dataset
-    options: dict
-    context: dict
+    options: Any  # a *Options dataclass of medkt.bench.tasks
+    context: Any  # a *Context dataclass of medkt.bench.tasks
 
     @property
     def signature(self) -> str:
         """Identical signatures give identical results (baseline units shared by groups)."""
         if self.run.lr is not None:
             return self.key
-        return json.dumps([self.alias, self.options], sort_keys=True, default=str)
+        return json.dumps([self.alias, to_dict(self.options)], sort_keys=True, default=str)
 
 
 @dataclass
@@ -93,33 +94,17 @@ def set_names(cfg: ExperimentConfig, group: GroupSpec) -> list[tuple[str, str]]:
 
 
 def unit_options(cfg: ExperimentConfig, group: GroupSpec, set_name: str, alias: str,
-                 data: dict[str, Dataset]) -> tuple[dict, dict]:
-    """(worker options, finalize context) of one unit."""
+                 data: dict[str, Dataset]):
+    """(worker options, finalize context) of one unit: dataclasses of :mod:`medkt.bench.tasks`."""
     ds = data[alias]
+    labels = None
     if cfg.task == "classification":
-        c = cfg.classification
         labels = list(ds.classes)
-        if set_name == "target" and c.label_set == "dataset+reference" and group.reference:
+        if set_name == "target" and cfg.classification.label_set == "dataset+reference" and group.reference:
             labels += [x for x in data[group.reference].classes if x not in labels]
-        opts = {"labels": labels, "templates": resolve_templates(c.templates), "scorer": c.scorer}
-        ctx = {"set": set_name, "target_classes": list(group.target_classes or group.concepts),
-               "top_k": list(c.top_k), "seed": cfg.seed}
-    elif cfg.task == "retrieval":
-        r = cfg.retrieval
-        opts = {"scorer": r.scorer, "itm_batch": r.itm_batch,
-                "gallery": [t for case in ds.cases for t in case.captions]}
-        ctx = {"ks": list(r.ks)}
-    elif cfg.task == "captioning":
-        opts = {"method": cfg.captioning.method, "max_len": cfg.captioning.max_len}
-        ctx = {"metrics": list(cfg.captioning.metrics), "tokenizer": cfg.captioning.tokenizer}
-    else:
-        s = cfg.segmentation
-        opts = {"prompt": group.prompt, "config": s.config, "sam": s.sam, "sam_weights": s.sam_weights,
-                "nsd_tolerance": s.nsd_tolerance, "nsd_units": s.nsd_units, "nsd_mode": s.nsd_mode,
-                "empty_policy": s.empty_policy, "save_predictions": s.save_predictions}
-        ctx = {"nsd_tolerance": s.nsd_tolerance, "nsd_units": s.nsd_units, "nsd_mode": s.nsd_mode,
-               "empty_policy": s.empty_policy, "seed": cfg.seed}
-    return opts, ctx
+    return task_setup(cfg.task, getattr(cfg, cfg.task), ds, set_name=set_name, labels=labels,
+                      target_classes=list(group.target_classes or group.concepts), prompt=group.prompt,
+                      seed=cfg.seed)
 
 
 def plan_units(cfg: ExperimentConfig, data: dict[str, Dataset], groups: list[GroupSpec],
@@ -193,7 +178,7 @@ def run_benchmark(cfg: ExperimentConfig, out: str | Path, *, data_root: str | Pa
         ids = [c.case_id for c in u.dataset.cases]
         manifest["units"][u.key] = {"run": u.run.run_id, "group": u.group.name, "set": u.set, "alias": u.alias,
                                     "n_cases": len(ids), "n_blocks": len(all_blocks(len(ids), cfg.batch_size)),
-                                    "cases": manifest_hash(ids), "dataset": u.dataset.ref(), "context": u.context}
+                                    "cases": manifest_hash(ids), "dataset": u.dataset.ref(), "context": to_dict(u.context)}
     atomic_write_json(part_dir / "manifest.json", manifest)
     kt = KnowledgeTransfer(cfg, out if kt_dir is None else Path(kt_dir), executor, progress) \
         if any(r.lr is not None for r in rs) else None

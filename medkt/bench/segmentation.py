@@ -3,8 +3,9 @@
 A worker holds one :class:`medkt.segmentation.Segmenter` (the CLIP-family model — baseline or
 after KT — and SAM, each loaded once) and segments a block of slices with the group's
 text prompt.  Per case: DSC, NSD, IoU, HD95 and the case type from
-:func:`medkt.metrics.segmentation_scores` (tolerance, units and empty-mask policy from
-the experiment config and stated in the summary); the saliency map and the mask are
+:func:`medkt.metrics.segmentation_scores` with the experiment's ``segmentation.metrics``
+(a :class:`medkt.metrics.SegMetricConfig`, built once when the config is loaded; its
+conventions are stated in the summary); the saliency map and the mask are
 kept for the qualitative overlays (paper Figs. 6–7).  The summary is the per-case mean
 with a bootstrap CI (:func:`medkt.metrics.summarize_segmentation`).
 """
@@ -14,42 +15,40 @@ import numpy as np
 
 from medkt.bench.common import BlockResult, UnitResult, failed_row, read_cases
 from medkt.bench.datasets import open_dataset
+from medkt.bench.tasks import SegmentationContext, SegmentationOptions
 from medkt.errors import ConfigError
-
-
-def metric_config(options: dict):
-    from medkt.metrics import SegMetricConfig
-    return SegMetricConfig(nsd_tolerance=float(options.get("nsd_tolerance", 2.0)),
-                           nsd_units=options.get("nsd_units", "px"),
-                           nsd_mode=options.get("nsd_mode", "surface"),
-                           empty_policy=options.get("empty_policy", "default"))
 
 
 class Worker:
     def __init__(self, spec, model):
         from medkt.models import create_model
         from medkt.segmentation import Segmenter, load_segment_config
-        opts = spec.options
+        opts: SegmentationOptions = spec.options
         self.spec = spec
-        self.prompt = opts.get("prompt")
-        if not self.prompt:
-            raise ConfigError("a segmentation group needs a text 'prompt'.")
-        cfg = load_segment_config(dict(opts.get("config") or {}))
+        self.prompt = opts.prompt
+        cfg = load_segment_config(dict(opts.spec.config))
         cfg.model = spec.model
-        cfg.sam.model = opts.get("sam", cfg.sam.model)
-        cfg.sam.weights = opts.get("sam_weights")
+        cfg.sam.model = opts.spec.sam
+        cfg.sam.weights = opts.spec.sam_weights
         if cfg.seed is None:
             cfg.seed = spec.seed
         cfg.validate()
         sam = create_model(cfg.sam.model, weights=cfg.sam.weights, device=spec.device)
         self.segmenter = Segmenter(cfg, device=spec.device, model=model.eval(), sam_model=sam)
-        self.metric_cfg = metric_config(opts)
-        self.save_maps = bool(opts.get("save_predictions", True))
+        self.metric_cfg = opts.spec.metrics
+        self.save_maps = opts.spec.save_predictions
 
     def __call__(self, cases) -> BlockResult:
         from medkt.metrics import segmentation_scores
         ds = open_dataset(self.spec.dataset, cases)
         readable, failed = read_cases(ds, cases, with_mask=True)
+        if self.metric_cfg.distance_units == "mm":
+            lacking = [c.case_id for c, _, _ in readable if ds.spacing(c) is None]
+            if lacking:  # a setting that cannot work for this dataset: stop before segmenting
+                raise ConfigError(f"dataset '{ds.name}', case '{lacking[0]}': NSD/HD95 are set to mm but the "
+                                  "image carries no pixel spacing (2-D image files have none).",
+                                  hint="set segmentation.metrics.nsd_units: px (evaluate_dataset: "
+                                       "metrics={'nsd_units': 'px'}; pipelines: --nsd-units px)")
         results = {}
         if readable:
             out = self.segmenter.segment_slices([im for _, im, _ in readable], self.prompt,
@@ -64,7 +63,7 @@ class Worker:
             if gt.shape != res.mask.shape:
                 rows.append(failed_row(c, f"mask shape {gt.shape} differs from image {res.mask.shape}"))
                 continue
-            spacing = ds.spacing(c) if self.metric_cfg.nsd_units == "mm" else None
+            spacing = ds.spacing(c) if self.metric_cfg.distance_units == "mm" else None
             scores = segmentation_scores(res.mask, gt, spacing=spacing, config=self.metric_cfg)
             rows.append({"case_id": c.case_id, "status": "ok", "sam_status": res.status,
                          **{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in scores.items()}})
@@ -74,9 +73,9 @@ class Worker:
         return BlockResult(rows, case_arrays=maps)
 
 
-def finalize(rows: list[dict], arrays: dict, context: dict) -> UnitResult:
+def finalize(rows: list[dict], arrays: dict, context: SegmentationContext) -> UnitResult:
     from medkt.metrics import summarize_segmentation
-    summary = summarize_segmentation(rows, metric_config(context), seed=context.get("seed", 0))
+    summary = summarize_segmentation(rows, context.metrics, seed=context.seed)
     metrics: dict = {"n_cases": summary["n_cases"], "n_scored": summary["n_scored"],
                      "cases": summary.get("cases", {}), "case_types": summary.get("case_types", {}),
                      "conventions": summary["conventions"]}

@@ -98,11 +98,9 @@ class SegmentConfig:
 def load_segment_config(source=None, overrides: list[str] | None = None, **fields) -> SegmentConfig:
     """Config from a YAML path / dict / ``None`` (defaults), dotted ``overrides``, then
     top-level keyword ``fields`` (``None`` values are ignored)."""
-    from medkt.paths import repo_configs_dir
-    if isinstance(source, str) and not source.endswith((".yaml", ".yml")) and "/" not in source:
-        cand = repo_configs_dir() / "segment" / f"{source}.yaml"
-        if cand.exists():
-            source = cand
+    from medkt.paths import config_file
+    if isinstance(source, str) or hasattr(source, "__fspath__"):
+        source = config_file("segment", source)
     cfg = load_config(SegmentConfig, source, overrides)
     for k, v in fields.items():
         if v is not None:

@@ -92,13 +92,13 @@ class ConceptSet:
 
 
 def concepts_dir() -> Path:
-    from medkt.paths import repo_configs_dir
-    return repo_configs_dir() / "concepts"
+    from medkt.paths import config_dir
+    return config_dir("concepts")
 
 
 def list_concept_sets() -> list[str]:
-    d = concepts_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    from medkt.paths import list_configs
+    return list_configs("concepts")
 
 
 def _concept_from(item, where: str) -> Concept:
@@ -128,15 +128,8 @@ def load_concepts(source) -> ConceptSet:
     if isinstance(source, dict):
         data, where = source, "concepts"
     else:
-        path = Path(source)
-        if not path.exists():
-            named = concepts_dir() / f"{source}.yaml"
-            if named.exists():
-                path = named
-            else:
-                raise UnknownNameError("concept set", str(source), list_concept_sets(),
-                                       hint="pass a YAML path or one of the shipped sets: "
-                                            + ", ".join(list_concept_sets()))
+        from medkt.paths import config_file
+        path = config_file("concepts", source)
         data, where = load_yaml(path), str(path)
     items = data.get("concepts")
     if not isinstance(items, list) or not items:

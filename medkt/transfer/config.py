@@ -113,13 +113,13 @@ class TransferConfig:
 
 
 def presets_dir() -> Path:
-    from medkt.paths import repo_configs_dir
-    return repo_configs_dir() / "transfer"
+    from medkt.paths import config_dir
+    return config_dir("transfer")
 
 
 def list_presets() -> list[str]:
-    d = presets_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+    from medkt.paths import list_configs
+    return list_configs("transfer")
 
 
 def load_transfer_config(source: str | Path | dict | TransferConfig | None = None, *,
@@ -129,19 +129,14 @@ def load_transfer_config(source: str | Path | dict | TransferConfig | None = Non
     ``preset`` (e.g. ``paper``, ``author``, ``kazemi``, ``vilt``, ``coca``, ``lora``) is
     applied first; ``source`` keys are merged over it; ``overrides`` (``key=value``) last.
     """
+    from medkt.paths import config_file
     if isinstance(source, TransferConfig):
         return apply_overrides(source, overrides)
     data: dict = {}
     if preset:
-        path = presets_dir() / f"{preset}.yaml"
-        if not path.exists():
-            raise UnknownNameError("transfer preset", preset, list_presets())
-        data = _merge(data, load_yaml(path))
+        data = _merge(data, load_yaml(config_file("transfer", preset)))
     if isinstance(source, (str, Path)):
-        p = Path(source)
-        if not p.exists() and (presets_dir() / f"{source}.yaml").exists():
-            p = presets_dir() / f"{source}.yaml"
-        data = _merge(data, load_yaml(p))
+        data = _merge(data, load_yaml(config_file("transfer", source)))
     elif isinstance(source, dict):
         data = _merge(data, source)
     elif source is not None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from medkt._lazy import lazy_exports
 
 _LAZY = {
-    "build_world": "concepts", "WorldSpec": "concepts", "World": "concepts", "Concept": "concepts",
+    "build_world": "concepts", "WorldSpec": "concepts", "World": "concepts", "WorldClass": "concepts",
     "render": "shapes", "render_phantom": "phantoms", "phantom_set": "phantoms",
     "NaturalExperiment": "experiments", "KTSettings": "experiments", "VARIANTS": "experiments",
     "VARIANT_NOTES": "experiments",

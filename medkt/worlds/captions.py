@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medkt.worlds.concepts import Concept
+from medkt.worlds.concepts import WorldClass
 from medkt.worlds.shapes import Composition, Obj, article
 
 PREFIXES = ("", "a photo of ", "an image of ", "a picture of ")
@@ -65,14 +65,14 @@ def partial_definition(comp: Composition, rng: np.random.Generator, strong: bool
     return _pair_text(comp, rng, drop=(int(rng.integers(2)), what))
 
 
-def definition(concept: Concept, rng: np.random.Generator, strong: bool = False) -> str:
+def definition(concept: WorldClass, rng: np.random.Generator, strong: bool = False) -> str:
     comp = concept.composition
     if concept.partial:
         return partial_definition(comp, rng, strong)
     return _pair_text(comp, rng) if comp.is_pair else article(comp.a.describe())
 
 
-def named_caption(concept: Concept, rng: np.random.Generator, p_definition: float = 0.5,
+def named_caption(concept: WorldClass, rng: np.random.Generator, p_definition: float = 0.5,
                   strong_partial: bool = False) -> str:
     """A caption that uses the class name: definitional (``p_definition``) or name-only."""
     names = (concept.name,) + tuple(concept.aliases)

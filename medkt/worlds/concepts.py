@@ -67,8 +67,10 @@ NOVEL = (
 
 
 @dataclass(frozen=True)
-class Concept:
-    """A named class: ``name`` bound to ``composition``; ``partial`` = only partial definitions in pretraining."""
+class WorldClass:
+    """A class of the synthetic world: ``name`` bound to ``composition``; ``partial`` = only partial
+    definitions in pretraining.  (Not :class:`medkt.transfer.Concept`, what KT learns:
+    :func:`medkt.worlds.experiments.transfer_concept` turns a novel WorldClass into one.)"""
 
     name: str
     composition: Composition
@@ -109,14 +111,14 @@ class World:
     """The resolved world: concepts and the compositions excluded from pretraining."""
 
     spec: WorldSpec
-    known: tuple[Concept, ...]
-    novel: tuple[Concept, ...]
+    known: tuple[WorldClass, ...]
+    novel: tuple[WorldClass, ...]
 
     @property
-    def concepts(self) -> tuple[Concept, ...]:
+    def concepts(self) -> tuple[WorldClass, ...]:
         return self.known + self.novel
 
-    def concept(self, name: str) -> Concept:
+    def concept(self, name: str) -> WorldClass:
         for c in self.concepts:
             if c.name == name:
                 return c
@@ -137,7 +139,7 @@ class World:
             return False
         return not any(o in self.held_out_objects for o in comp.objects())
 
-    def known_by_key(self) -> dict[str, Concept]:
+    def known_by_key(self) -> dict[str, WorldClass]:
         return {c.composition.key(): c for c in self.known}
 
 
@@ -161,7 +163,7 @@ def random_composition(rng: np.random.Generator, p_pair: float = 0.6) -> Composi
 def build_world(spec: WorldSpec = WorldSpec()) -> World:
     """Resolve ``spec`` into concepts (deterministic in ``spec.seed``)."""
     rng = np.random.default_rng(spec.seed)
-    novel = tuple(Concept(n, c, novel=True) for n, c in spec.novel)
+    novel = tuple(WorldClass(n, c, novel=True) for n, c in spec.novel)
     held_keys = {c.composition.key() for c in novel}
     held_objs = {c.composition.a for c in novel if not c.composition.is_pair}
     singles = [Composition(o) for o in (Obj(s, c) for s in SHAPES for c in COLOURS)
@@ -185,6 +187,6 @@ def build_world(spec: WorldSpec = WorldSpec()) -> World:
     partial = rng.permutation(len(comps)) < int(round(len(comps) * spec.partial_fraction))
     k = spec.names_per_class - 1
     extra = [EXTRA_NAMES[i] for i in rng.permutation(len(EXTRA_NAMES))[:k * len(comps)]] if k > 0 else []
-    known = tuple(Concept(names[j], comp, partial=bool(partial[i]), aliases=tuple(extra[i * k:(i + 1) * k]))
+    known = tuple(WorldClass(names[j], comp, partial=bool(partial[i]), aliases=tuple(extra[i * k:(i + 1) * k]))
                   for i, (j, comp) in enumerate(zip(name_order, comps)))
     return World(spec, known, novel)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medkt.worlds.captions import describe_scene, named_caption
-from medkt.worlds.concepts import Concept, World, random_composition
+from medkt.worlds.concepts import WorldClass, World, random_composition
 from medkt.worlds.shapes import Composition, render
 
 
@@ -24,7 +24,7 @@ class SceneSet:
     images: np.ndarray
     compositions: list
     infos: list
-    concepts: list  # Concept or None (unnamed composition)
+    concepts: list  # WorldClass or None (unnamed composition)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -64,14 +64,14 @@ def caption_for(scene_set: SceneSet, i: int, rng: np.random.Generator, p_named: 
     return describe_scene(scene_set.compositions[i], scene_set.infos[i], rng)
 
 
-def render_concept(concept: Concept | Composition, n: int, seed: int, size: int = 32) -> np.ndarray:
+def render_concept(concept: WorldClass | Composition, n: int, seed: int, size: int = 32) -> np.ndarray:
     """``n`` images ``[n, H, W, 3]`` uint8 of one concept (or composition)."""
-    comp = concept.composition if isinstance(concept, Concept) else concept
+    comp = concept.composition if isinstance(concept, WorldClass) else concept
     rng = np.random.default_rng(seed)
     return np.stack([render(comp, rng, size)[0] for _ in range(n)])
 
 
-def eval_set(world: World, concepts: list[Concept] | None = None, n_per_class: int = 20,
+def eval_set(world: World, concepts: list[WorldClass] | None = None, n_per_class: int = 20,
              seed: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     """Evaluation images and integer labels (index into ``concepts``, default all concepts).
 

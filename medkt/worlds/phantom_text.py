@@ -1,7 +1,7 @@
 """Radiology-style captions for the phantoms, finding descriptions and segmentation prompts.
 
 Captions combine a modality phrase with a finding phrase (or a normal phrase), with
-side / level words from the :class:`~medkt.worlds.phantoms.Case`.  The vocabulary is
+side / level words from the :class:`~medkt.worlds.phantoms.PhantomCase`.  The vocabulary is
 shared across findings on purpose: "small round bright" is learnt from MRI lesions,
 "lung" from CT and CXR, so a held-out finding (``nodule``, never named in pretraining
 text) can be described with known words — the premise of Knowledge Transfer.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medkt.worlds.phantoms import Case
+from medkt.worlds.phantoms import PhantomCase
 
 MODALITY_PHRASES = {
     "ct": ("axial chest ct", "chest ct scan", "ct of the chest"),
@@ -55,7 +55,7 @@ SEGMENT_PROMPTS = {
 }
 
 
-def phantom_caption(case: Case, rng: np.random.Generator) -> str:
+def phantom_caption(case: PhantomCase, rng: np.random.Generator) -> str:
     """One radiology-style caption for ``case`` (normal or abnormal)."""
     mod = MODALITY_PHRASES[case.modality][rng.integers(3)]
     if case.finding is None:

@@ -12,7 +12,7 @@ Modalities (:data:`MODALITIES`) and findings (:data:`FINDINGS`):
   oedema; the mask is the tumour core) and ``lesion`` (small round bright lesion).
 
 :func:`render_phantom` returns a float image in [0, 1] (``S x S``), the finding mask
-(``uint8``) and a :class:`Case` record.  Realism: elastic deformation (image and mask
+(``uint8``) and a :class:`PhantomCase` record.  Realism: elastic deformation (image and mask
 together) and blur, then MONAI's bias field (MRI, CXR), Rician noise (MRI) and Gaussian
 noise (CT, CXR, US).
 """
@@ -29,8 +29,9 @@ TARGET_FINDING = {"ct": "nodule", "cxr": "pneumothorax", "us": "mass", "mri": "t
 
 
 @dataclass(frozen=True)
-class Case:
-    """What a phantom shows: modality, finding (``None`` = normal) and where."""
+class PhantomCase:
+    """What a phantom shows: modality, finding (``None`` = normal) and where (not
+    :class:`medkt.io.Case`, a readable input)."""
 
     modality: str
     finding: str | None
@@ -86,7 +87,7 @@ def _ct(rng, s, finding):
         i = rng.integers(len(xs))
         img[_ellipse(x, y, x[ys[i], xs[i]], y[ys[i], xs[i]], 0.025, 0.025)] = 0.45
     mask = np.zeros((s, s), np.uint8)
-    case = Case("ct", None)
+    case = PhantomCase("ct", None)
     if finding == "nodule":
         side = rng.integers(2)
         level = rng.integers(2)
@@ -102,7 +103,7 @@ def _ct(rng, s, finding):
         m = _irregular(x, y, x[ys[i], xs[i]], y[ys[i], xs[i]], r, rng, amp=0.08) & lung
         img[m] = rng.uniform(0.75, 0.9)
         mask = m.astype(np.uint8)
-        case = Case("ct", "nodule", ("right", "left")[side], ("upper", "lower")[level])  # radiological convention
+        case = PhantomCase("ct", "nodule", ("right", "left")[side], ("upper", "lower")[level])  # radiological convention
     return img, mask, case, parts
 
 
@@ -121,7 +122,7 @@ def _cxr(rng, s, finding):
     img[heart] = 0.75  # heart
     parts = {"right lung": lungs[0] & ~heart, "left lung": lungs[1] & ~heart, "heart": heart}
     mask = np.zeros((s, s), np.uint8)
-    case = Case("cxr", None)
+    case = PhantomCase("cxr", None)
     if finding == "pneumothorax":
         side = rng.integers(2)
         sx = (-1, 1)[side]
@@ -136,7 +137,7 @@ def _cxr(rng, s, finding):
                                  0.3 * shrink - 0.03, 0.68 * shrink - 0.03)
         img[edge & lung] = 0.45  # pleural line
         mask = ptx.astype(np.uint8)
-        case = Case("cxr", "pneumothorax", ("right", "left")[side], "apex")
+        case = PhantomCase("cxr", "pneumothorax", ("right", "left")[side], "apex")
     return img, mask, case, parts
 
 
@@ -148,7 +149,7 @@ def _us(rng, s, finding):
     parts = {"skin": depth < 0.06, "glandular tissue": base > 0.5}
     img = base + 0.08 * _smooth_noise(rng, s, 8)
     mask = np.zeros((s, s), np.uint8)
-    case = Case("us", None)
+    case = PhantomCase("us", None)
     if finding in ("mass", "cyst"):
         cx, cy = rng.uniform(-0.4, 0.4), rng.uniform(-0.2, 0.2)
         r = rng.uniform(0.18, 0.3)
@@ -163,7 +164,7 @@ def _us(rng, s, finding):
             below = (y > cy + r * 0.5) & (np.abs(x - cx) < r * 0.8)
             img[below] = np.minimum(img[below] * 1.5, 1.0)  # posterior enhancement
         mask = m.astype(np.uint8)
-        case = Case("us", finding, ("right", "left")[int(cx > 0)], None)
+        case = PhantomCase("us", finding, ("right", "left")[int(cx > 0)], None)
     speckle = rng.rayleigh(0.8, (s, s)).astype(np.float32)  # multiplicative speckle
     return img * speckle, mask, case, parts
 
@@ -181,7 +182,7 @@ def _mri(rng, s, finding):
         img[v] = 0.15
         parts["right ventricle" if sx < 0 else "left ventricle"] = v
     mask = np.zeros((s, s), np.uint8)
-    case = Case("mri", None)
+    case = PhantomCase("mri", None)
     if finding in ("tumour", "lesion"):
         side = rng.integers(2)
         cx = (-1, 1)[side] * rng.uniform(0.3, 0.45)
@@ -197,7 +198,7 @@ def _mri(rng, s, finding):
             m = _ellipse(x, y, cx, cy, 0.1, 0.1)
             img[m] = 0.9
         mask = m.astype(np.uint8)
-        case = Case("mri", finding, ("right", "left")[side], None)
+        case = PhantomCase("mri", finding, ("right", "left")[side], None)
     return img, mask, case, parts
 
 
@@ -254,7 +255,7 @@ def _realism(modality: str, img: np.ndarray, masks: list[np.ndarray], rng: np.ra
 
 def render_phantom(modality: str, finding: str | None, rng: np.random.Generator, size: int = 64,
                    realism: bool = True, with_parts: bool = False):
-    """One phantom → ``(image float32 [S, S] in [0, 1], mask uint8 [S, S], Case)``.
+    """One phantom → ``(image float32 [S, S] in [0, 1], mask uint8 [S, S], PhantomCase)``.
 
     ``with_parts``: also return ``{structure name: uint8 mask}`` of the normal anatomy
     (lungs, heart, brain, ventricles, ...), deformed with the image (SAM training targets).

@@ -111,8 +111,8 @@ def safe_extract(archive: Path, dest: Path, *, max_members: int = MAX_ZIP_MEMBER
 
     Refused (:class:`WeightsError`, nothing extracted): more than ``max_members`` members,
     a declared uncompressed total over ``max_bytes``, an absolute path, a ``..`` component,
-    or a symbolic link.  Sizes are enforced again while writing, so a member that
-    decompresses past its declared size is cut off and refused too.
+    or a symbolic link.  ``zipfile`` stops each member at its declared size (and checks its
+    CRC), and the bytes written are counted again, so the declared total bounds the disk use.
     """
     from medkt.errors import WeightsError
     dest = Path(dest).resolve()

@@ -124,7 +124,8 @@ def verify(spec) -> list[tuple[str, str]]:
     recorded = read_sums(folder) if folder.is_dir() else {}
     if folder.is_dir():
         for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS_FILE):
-            pin = known.get(f.name, {}).get("sha256")
+            entry = known.get(f.name, {})
+            pin = None if entry.get("unzip") else entry.get("sha256")  # an unzip pin is the archive's
             rel = f.relative_to(folder).as_posix()
             if pin:
                 rows.append((str(f), "ok (sha256)" if sha256_of(f) == pin else

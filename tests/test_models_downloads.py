@@ -180,3 +180,11 @@ def test_registry_pins():
         assert unpinned_entries(get_spec(name)) == [], name
     assert "medclip-vit-pretrained.zip" in " ".join(unpinned_entries(get_spec("medclip-vit")))
     assert unpinned_entries(get_spec("tiny-clip")) == []
+
+
+@pytest.mark.parametrize("name", ["biomedclip", "clip-vit-b32", "hf-clip-vit-b32", "medclip-vit"])
+def test_implicit_online_download_is_refused_when_unpinned(online, name):
+    """create_model on a connected machine never fetches an unpinned source behind the user's back."""
+    from medkt.models import create_model
+    with pytest.raises(WeightsError, match="--allow-unpinned"):
+        create_model(name)

@@ -71,22 +71,31 @@ def resolve_open_clip(spec, weights: str | None) -> tuple[str, str | None]:
     for f in sorted(folder.glob("*")) if folder.is_dir() else []:
         if f.suffix in CHECKPOINT_SUFFIXES:
             return arch, str(f)
-    if not is_offline():
-        return arch, tag
     if arch.startswith("hf-hub:"):
         repo = arch[len("hf-hub:"):]
-        if hf_cached(repo, "open_clip_config.json", spec.options.get("revision")):
-            return arch, None
-        raise missing(spec, f"'{repo}' is not in the Hugging Face cache and medkt is offline")
-    import open_clip
-    cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
-    repo_id = open_clip_hub_repo(arch, tag)
-    if repo_id:
-        if any(hf_cached(repo_id, f) for f in OPEN_CLIP_HUB_FILES):
-            return arch, tag
-        raise missing(spec, f"'{repo_id}' is not in the Hugging Face cache and medkt is offline")
-    raise missing(spec, f"tag '{tag}' would be downloaded from {cfg.get('url', 'the network')} "
-                        "and medkt is offline")
+        rev = spec.options.get("revision")
+        hit = hf_cached(repo, "open_clip_config.json", rev)
+        if hit:  # a pinned revision is loaded from its own snapshot folder
+            return (f"local-dir:{Path(hit).parent}", None) if rev else (arch, None)
+        _download_or_missing(spec, f"'{repo}' is not in the Hugging Face cache")
+        return arch, None
+    repo_id, rev = open_clip_hub_repo(arch, tag), spec.options.get("revision")
+    hits = [h for h in (hf_cached(repo_id, f, rev) for f in OPEN_CLIP_HUB_FILES) if h] if repo_id else []
+    if hits:  # a pinned revision loads its own snapshot's file
+        return (arch, hits[0]) if rev else (arch, tag)
+    _download_or_missing(spec, f"'{repo_id}' is not in the Hugging Face cache" if repo_id else
+                         f"tag '{tag}' is not cached locally")
+    return arch, tag
+
+
+def _download_or_missing(spec, what: str) -> None:
+    """Online: download through :func:`medkt.models.download.download` (pins enforced, so an
+    unpinned source needs an explicit ``medkt weights download --allow-unpinned``).
+    Offline: raise the one "weights missing" error."""
+    if is_offline():
+        raise missing(spec, what + " and medkt is offline")
+    from medkt.models.download import download
+    download(spec)
 
 
 def weights_status(spec) -> str:
@@ -181,6 +190,7 @@ def resolve_hf_folder(spec, weights: str | None, *, marker: str = "config.json")
     if not repo:
         raise missing(spec, f"no {marker} in {folder}")
     rev = hf_local_only(spec, repo).get("revision")
-    if is_offline() and not hf_cached(repo, marker, rev):
-        raise missing(spec, f"'{repo}' is not in {folder} or the Hugging Face cache and medkt is offline")
-    return repo
+    if hf_cached(repo, marker, rev):
+        return repo
+    _download_or_missing(spec, f"'{repo}' is not in {folder} or the Hugging Face cache")
+    return str(folder) if (folder / marker).is_file() else repo

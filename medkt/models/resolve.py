@@ -17,10 +17,12 @@ OPEN_CLIP_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.b
 
 def missing(spec, what: str) -> WeightsMissingError:
     """The one error for absent weights: what is missing and the two ways to provide it."""
+    from medkt.models.verify import unpinned_entries
     manual = next((e for e in spec.files if "manual" in e), None)
+    flag = "--allow-unpinned " if unpinned_entries(spec) else ""
     first = (f"download {manual['filename']} from {manual['manual']} into {weights_dir() / spec.name}"
              if manual else
-             f"run `medkt weights download {spec.name}` on a connected machine with MEDKT_OFFLINE=0 "
+             f"run `medkt weights download {flag}{spec.name}` on a connected machine with MEDKT_OFFLINE=0 "
              + (f"(then copy the Hugging Face cache {hf_cache_dir()} here)" if spec.family in ("open_clip", "coca")
                 else f"(then copy {weights_dir() / spec.name} here)"))
     return WeightsMissingError(

@@ -73,6 +73,7 @@ class SamModel(nn.Module):
     kind = "sam"
     backend = "segment_anything"
     mask_threshold = 0.0
+    spec: str | None = None  # the model spec it was created from (set by create_model)
 
     def __init__(self, sam, *, name: str, variant: str = "sam", weights: str | None = None):
         super().__init__()
@@ -94,7 +95,7 @@ class SamModel(nn.Module):
         return self.sam.prompt_encoder.image_embedding_size[0]
 
     def describe(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "variant": self.variant, "weights": self.weights,
+        return {"name": self.name, "spec": self.spec, "kind": self.kind, "variant": self.variant, "weights": self.weights,
                 "image_size": self.image_size, "parameters": sum(p.numel() for p in self.sam.parameters())}
 
     # ------------------------------------------------------------------ images

@@ -98,8 +98,8 @@ def describe_spec(spec: str, weights: str | None = None, *, load: bool = False) 
         row = _row(spec=p.text, kind="vlm", source=p.path, weights=f"present: {p.path}", **_folder_static(Path(p.path)))
     elif p.kind == "hf-hub":
         from medkt.models.resolve import hf_cached
-        row = _row(spec=p.text, kind="vlm", source=f"Hugging Face {p.repo}" + (f" @ {p.revision}" if p.revision else ""),
-                   weights="missing")
+        at = f" @ {p.revision}" if p.revision else ""
+        row = _row(spec=p.text, kind="vlm", source=f"Hugging Face {p.repo}{at}", weights="missing")
         for marker in ("open_clip_config.json", "config.json"):
             hit = hf_cached(p.repo, marker, p.revision)
             if hit:

@@ -95,7 +95,8 @@ class SamModel(nn.Module):
         return self.sam.prompt_encoder.image_embedding_size[0]
 
     def describe(self) -> dict:
-        return {"name": self.name, "spec": self.spec, "kind": self.kind, "variant": self.variant, "weights": self.weights,
+        return {"name": self.name, "spec": self.spec, "kind": self.kind, "variant": self.variant,
+                "weights": self.weights,
                 "image_size": self.image_size, "parameters": sum(p.numel() for p in self.sam.parameters())}
 
     # ------------------------------------------------------------------ images
@@ -297,9 +298,11 @@ register_model(ModelSpec(
 register_model(ModelSpec(
     name="tiny-sam", family="segment_anything", builder=_build, kind="sam", tiny=True,
     description="tiny random-init SAM v1 (256 px, 2-block ViT encoder) for tests and demos",
-    source="built offline from segment_anything classes", options={"arch": "tiny", "variant": "sam", "image_size": 256, **_SAM_NORM}))
+    source="built offline from segment_anything classes",
+    options={"arch": "tiny", "variant": "sam", "image_size": 256, **_SAM_NORM}))
 
 register_model(ModelSpec(
     name="tiny-medsam", family="segment_anything", builder=_build, kind="sam", tiny=True,
     description="tiny-sam with MedSAM preprocessing (resize to square, min-max [0,1]) for tests",
-    source="built offline from segment_anything classes", options={"arch": "tiny", "variant": "medsam", "image_size": 256, **_MEDSAM_NORM}))
+    source="built offline from segment_anything classes",
+    options={"arch": "tiny", "variant": "medsam", "image_size": 256, **_MEDSAM_NORM}))

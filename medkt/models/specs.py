@@ -69,7 +69,8 @@ def parse_spec(spec: str) -> ParsedSpec:
     if spec.startswith("hf-hub:"):
         repo, _, rev = spec[len("hf-hub:"):].partition("@")
         if not _REPO.match(repo):
-            raise ConfigError(f"'{spec}' is not a Hugging Face repo id.", hint="use hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV")
+            raise ConfigError(f"'{spec}' is not a Hugging Face repo id.",
+                              hint="use hf-hub:ORG/NAME or hf-hub:ORG/NAME@REV")
         return ParsedSpec("hf-hub", spec, repo=repo, revision=rev or None)
     _load_providers()
     if spec in _REGISTRY:

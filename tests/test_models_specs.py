@@ -200,3 +200,16 @@ def test_models_cli_describes_specs(clip, clip_dir, hf_cache, monkeypatch, capsy
     assert main(["models", "ViT-B-16/openai"]) == 0
     out = capsys.readouterr().out
     assert "image_size      224" in out and "missing" in out
+
+
+def test_hf_hub_spec_for_a_transformers_clip(tmp_path, monkeypatch):
+    from medkt.models.hf_adapter import save_hf_clip
+    tiny = create_model("tiny-hf-clip")
+    folder = save_hf_clip(tiny, tmp_path / "saved")
+    root = tmp_path / "hub"
+    fake_hf_cache(root, "medkt-test/tiny-hf-clip", {f.name: f for f in folder.iterdir() if f.is_file()})
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
+    m = create_model("hf-hub:medkt-test/tiny-hf-clip")
+    assert m.family == "hf_clip" and m.spec == "hf-hub:medkt-test/tiny-hf-clip"
+    assert weights_fingerprint(m) == weights_fingerprint(tiny)
+    assert create_model(f"local-dir:{folder}").family == "hf_clip"

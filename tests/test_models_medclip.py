@@ -7,8 +7,8 @@ from medkt.errors import CheckpointMismatchError, ConfigError
 from medkt.models import create_model
 from medkt.models.medclip import (REAL_BERT, REAL_SWIN, MedCLIPNet, load_medclip_checkpoint,
                                   save_medclip_checkpoint, to_original_keys)
-from medkt.models.medclip_prompts import (CHEXPERT_COMPETITION_TASKS, PromptClassifier,
-                                          generate_chexpert_class_prompts)
+from medkt.models.prompt_classifier import PromptClassifier
+from medkt.prompts.chexpert import CHEXPERT_COMPETITION_TASKS, generate_chexpert_class_prompts
 
 
 def published_medclip_vit_keys() -> set[str]:

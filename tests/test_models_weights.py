@@ -110,33 +110,3 @@ def test_load_strict_reports_shapes_without_touching_the_model(tmp_path):
 def test_every_tiny_model_is_registered_as_tiny():
     tiny = {s.name for s in list_models() if s.tiny}
     assert set(TINY) <= tiny
-
-
-def test_download_checks_sha_and_unzips(tmp_path, home, monkeypatch, network_attempts):
-    """The URL download path, driven offline through file:// URLs (no sockets)."""
-    import zipfile
-    from medkt.models.registry import ModelSpec
-    from medkt.models.weights import download, sha256_of
-    monkeypatch.setenv("MEDKT_OFFLINE", "0")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    src = tmp_path / "ckpt.pth"
-    torch.save({"w": torch.ones(2)}, src)
-    good = ModelSpec(name="fake-sam", family="segment_anything", builder=None, kind="sam",
-                     files=[{"url": src.as_uri(), "filename": "ckpt.pth", "sha256_prefix": sha256_of(src)[:6]}])
-    (path,) = download(good)
-    assert path == str(home / "weights" / "fake-sam" / "ckpt.pth")
-    assert verify(good)[0][1] == "ok (sha256)"
-    bad = ModelSpec(name="fake-bad", family="segment_anything", builder=None, kind="sam",
-                    files=[{"url": src.as_uri(), "filename": "ckpt.pth", "sha256_prefix": "000000"}])
-    with pytest.raises(WeightsError, match="SHA-256"):
-        download(bad)
-    assert not (home / "weights" / "fake-bad" / "ckpt.pth").exists()
-    archive = tmp_path / "bundle.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        z.write(src, "bundle/pytorch_model.bin")
-    zipped = ModelSpec(name="fake-zip", family="medclip", builder=None,
-                       files=[{"url": archive.as_uri(), "filename": "pytorch_model.bin", "unzip": True}])
-    (path,) = download(zipped)
-    assert path == str(home / "weights" / "fake-zip" / "pytorch_model.bin") and read_state_dict(path)
-    assert network_attempts == []

@@ -66,6 +66,7 @@ class VisionLanguageModel(nn.Module):
 
     family: str = "base"
     capabilities: frozenset = frozenset()
+    spec: str | None = None  # the model spec it was created from (set by create_model; None if wrapped)
 
     def __init__(self, *, name: str, image_size: int, mean: Sequence[float], std: Sequence[float],
                  in_channels: int = 3, weights: str | None = None):
@@ -95,7 +96,7 @@ class VisionLanguageModel(nn.Module):
         return torch.device("cpu")
 
     def describe(self) -> dict:
-        return {"name": self.name, "family": self.family, "weights": self.weights,
+        return {"name": self.name, "spec": self.spec, "family": self.family, "weights": self.weights,
                 "image_size": self.image_size, "in_channels": self.in_channels,
                 "mean": self.mean, "std": self.std, "capabilities": sorted(self.capabilities),
                 "parameters": sum(p.numel() for p in self.parameters())}

@@ -162,8 +162,8 @@ class CocaModel(OpenClipModel):
 
 # ---------------------------------------------------------------------- registry
 def _build(spec: ModelSpec, weights: str | None, device: str):
-    from medkt.models.zoo import _build_open_clip, _build_tiny_open_clip
-    model = (_build_tiny_open_clip if spec.tiny else _build_open_clip)(spec, weights, device)
+    from medkt.models.open_clip_loader import build_open_clip, build_tiny_open_clip
+    model = (build_tiny_open_clip if spec.tiny else build_open_clip)(spec, weights, device)
     if spec.tiny and not weights:
         # open_clip 3.3 never initialises the decoder's text_projection (torch.empty, i.e.
         # arbitrary memory; its init_parameters() is broken): initialise it, seeded.

@@ -189,9 +189,13 @@ def _build(spec: ModelSpec, weights: str | None, device: str) -> HFClipModel:
 register_model(ModelSpec(
     name="hf-clip-vit-b32", family="hf_clip", builder=_build,
     description="OpenAI CLIP ViT-B/32 through transformers.CLIPModel",
-    source="hf-hub:openai/clip-vit-base-patch32", options={"repo": "openai/clip-vit-base-patch32"},
+    source="hf-hub:openai/clip-vit-base-patch32",
+    options={"repo": "openai/clip-vit-base-patch32", "arch": "CLIPModel ViT-B/32", "image_size": 224,
+             "in_channels": 3, "mean": OPENAI_MEAN, "std": OPENAI_STD},
     files=[{"repo": "openai/clip-vit-base-patch32"}]))
 register_model(ModelSpec(
     name="tiny-hf-clip", family="hf_clip", builder=_build, tiny=True,
     description="tiny random-init transformers CLIPModel (64 px, toy BERT vocab) for tests",
-    source="built offline (transformers CLIPConfig + medkt/assets/tokenizers/toy-bert)"))
+    source="built offline (transformers CLIPConfig + medkt/assets/tokenizers/toy-bert)",
+    options={"arch": "CLIPModel (hidden 64, 2+2 layers)", "image_size": 64, "in_channels": 3, "mean": OPENAI_MEAN,
+             "std": OPENAI_STD}))

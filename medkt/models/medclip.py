@@ -267,8 +267,12 @@ register_model(ModelSpec(
     source="https://storage.googleapis.com/pytrial/medclip-vit-pretrained.zip (unzip; pytorch_model.bin) "
            f"+ {BERT_TYPE} tokenizer",
     files=[{"url": "https://storage.googleapis.com/pytrial/medclip-vit-pretrained.zip", "unzip": True,
-            "filename": CHECKPOINT_NAME}, {"repo": BERT_TYPE, "tokenizer_only": True}]))
+            "filename": CHECKPOINT_NAME}, {"repo": BERT_TYPE, "tokenizer_only": True}],
+    options={"arch": "Swin-T + Bio_ClinicalBERT", "image_size": 224, "in_channels": 1, "mean": (MEDCLIP_MEAN,),
+             "std": (MEDCLIP_STD,)}))
 register_model(ModelSpec(
     name="tiny-medclip", family="medclip", builder=_build, tiny=True,
     description="tiny random-init MedCLIP (Swin 64 px, 2-layer BERT, toy vocab) for tests",
-    source="built offline (transformers SwinConfig/BertConfig + medkt/assets/tokenizers/toy-bert)"))
+    source="built offline (transformers SwinConfig/BertConfig + medkt/assets/tokenizers/toy-bert)",
+    options={"arch": "Swin (64 px) + 2-layer BERT", "image_size": TINY_SWIN["image_size"], "in_channels": 1,
+             "mean": (MEDCLIP_MEAN,), "std": (MEDCLIP_STD,)}))

@@ -73,6 +73,21 @@ def load_open_clip(arch: str, pretrained: str | None = None, *, name: str | None
     return from_open_clip(model, tokenizer, preprocess, name=name or arch, weights=label)
 
 
+# ---------------------------------------------------------------------- registry builders
+def build_open_clip(spec, weights: str | None, device: str):
+    """Registry builder for open_clip models: weights resolved by :func:`~medkt.models.resolve.resolve_open_clip`."""
+    from medkt.models.resolve import resolve_open_clip
+    arch, pretrained = resolve_open_clip(spec, weights)
+    return load_open_clip(arch, pretrained, name=spec.name, device=device)
+
+
+def build_tiny_open_clip(spec, weights: str | None, device: str):
+    """Random init (seed 0), or ``weights``: a ``local-dir:`` folder or a checkpoint file."""
+    if weights and Path(weights).is_dir():
+        return load_open_clip(f"local-dir:{weights}", None, name=spec.name, device=device)
+    return load_open_clip(spec.options["arch"], weights, name=spec.name, device=device, seed=0)
+
+
 class _DropRandomInitWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "No pretrained weights loaded" not in record.getMessage()

@@ -37,7 +37,7 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 # Modules whose import registers models; imported lazily on first registry access.
-_PROVIDERS = ["medkt.models.zoo", "medkt.worlds.models"]
+_PROVIDERS = ["medkt.models.zoo", "medkt.models.world_models"]
 _LOADED = False
 
 
@@ -69,8 +69,24 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def create_model(name: str, *, weights: str | None = None, device: str = "cpu"):
-    """Build a registered model by name (``weights``: optional local file/folder)."""
-    spec = get_spec(name)
-    model = spec.builder(spec, weights, device)
+def create_model(spec: str, *, weights: str | None = None, device: str = "cpu"):
+    """Build a model from a spec (see :mod:`medkt.models.specs`): a registered name,
+    ``local-dir:PATH``, ``hf-hub:ORG/NAME[@REV]``, an open_clip ``ARCH/TAG`` or a checkpoint
+    file.  ``weights``: optional local file/folder for a registered name or an open_clip ``ARCH``.
+
+    The model carries ``model.spec`` (the canonical spec string) and ``model.weights`` (a
+    human-readable weight source); :func:`medkt.models.weights_fingerprint` hashes its weights.
+    """
+    from medkt.models.specs import build_from_spec, parse_spec
+    parsed = parse_spec(spec)
+    if parsed.kind == "registry":
+        reg = _REGISTRY[parsed.name]
+        model = reg.builder(reg, weights, device)
+    else:
+        if weights and parsed.kind != "open_clip":
+            from medkt.errors import ConfigError
+            raise ConfigError(f"--weights cannot be combined with the model spec '{parsed.text}' (it names its "
+                              "weights already).", hint="drop --weights, or use --model NAME --weights PATH")
+        model = build_from_spec(parsed, weights, device)
+    model.spec = parsed.text
     return model

@@ -73,6 +73,7 @@ class SamModel(nn.Module):
     kind = "sam"
     backend = "segment_anything"
     mask_threshold = 0.0
+    spec: str | None = None  # the model spec it was created from (set by create_model)
 
     def __init__(self, sam, *, name: str, variant: str = "sam", weights: str | None = None):
         super().__init__()
@@ -94,7 +95,8 @@ class SamModel(nn.Module):
         return self.sam.prompt_encoder.image_embedding_size[0]
 
     def describe(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "variant": self.variant, "weights": self.weights,
+        return {"name": self.name, "spec": self.spec, "kind": self.kind, "variant": self.variant,
+                "weights": self.weights,
                 "image_size": self.image_size, "parameters": sum(p.numel() for p in self.sam.parameters())}
 
     # ------------------------------------------------------------------ images
@@ -268,31 +270,39 @@ def _build(spec: ModelSpec, weights: str | None, device: str) -> SamModel:
 
 
 _FB = "https://dl.fbaipublicfiles.com/segment_anything/"
-# File names carry the first 6 hex digits of the file's SHA-256 (torch-hub convention).
+_SAM_NORM = {"in_channels": 3, "mean": SAM_MEAN, "std": SAM_STD}  # 0-255 scale, see module docstring
+_MEDSAM_NORM = {"in_channels": 3, "mean": None, "std": None}  # min-max to [0, 1], no mean/std
+# Full SHA-256 of the published files.  The 6 hex digits in the file names are NOT a prefix
+# of the SHA-256 (e.g. sam_vit_h_4b8939.pth hashes to a7bf3b02...), so only full sums are used.
 _REAL = [
-    ("sam-vit-b", "vit_b", "sam", "sam_vit_b_01ec64.pth", "01ec64", "SAM v1 ViT-B (91M)"),
-    ("sam-vit-l", "vit_l", "sam", "sam_vit_l_0b3195.pth", "0b3195", "SAM v1 ViT-L (308M)"),
-    ("sam-vit-h", "vit_h", "sam", "sam_vit_h_4b8939.pth", "4b8939", "SAM v1 ViT-H (636M)"),
+    ("sam-vit-b", "vit_b", "sam_vit_b_01ec64.pth",
+     "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", "SAM v1 ViT-B (91M)"),
+    ("sam-vit-l", "vit_l", "sam_vit_l_0b3195.pth",
+     "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", "SAM v1 ViT-L (308M)"),
+    ("sam-vit-h", "vit_h", "sam_vit_h_4b8939.pth",
+     "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", "SAM v1 ViT-H (636M)"),
 ]
-for _name, _arch, _var, _file, _prefix, _desc in _REAL:
+for _name, _arch, _file, _sha, _desc in _REAL:
     register_model(ModelSpec(
         name=_name, family="segment_anything", builder=_build, kind="sam", description=_desc,
-        source=_FB + _file, options={"arch": _arch, "variant": _var},
-        files=[{"url": _FB + _file, "filename": _file, "sha256_prefix": _prefix}]))
+        source=_FB + _file, options={"arch": _arch, "variant": "sam", "image_size": 1024, **_SAM_NORM},
+        files=[{"url": _FB + _file, "filename": _file, "sha256": _sha}]))
 
 register_model(ModelSpec(
     name="medsam", family="segment_anything", builder=_build, kind="sam",
     description="MedSAM ViT-B (bowang-lab/MedSAM; 1024², min-max [0,1], no mean/std)",
     source="medsam_vit_b.pth from https://github.com/bowang-lab/MedSAM (manual download, Google Drive)",
-    options={"arch": "vit_b", "variant": "medsam"},
+    options={"arch": "vit_b", "variant": "medsam", "image_size": 1024, **_MEDSAM_NORM},
     files=[{"filename": "medsam_vit_b.pth", "manual": "https://github.com/bowang-lab/MedSAM#model-checkpoints"}]))
 
 register_model(ModelSpec(
     name="tiny-sam", family="segment_anything", builder=_build, kind="sam", tiny=True,
     description="tiny random-init SAM v1 (256 px, 2-block ViT encoder) for tests and demos",
-    source="built offline from segment_anything classes", options={"arch": "tiny", "variant": "sam"}))
+    source="built offline from segment_anything classes",
+    options={"arch": "tiny", "variant": "sam", "image_size": 256, **_SAM_NORM}))
 
 register_model(ModelSpec(
     name="tiny-medsam", family="segment_anything", builder=_build, kind="sam", tiny=True,
     description="tiny-sam with MedSAM preprocessing (resize to square, min-max [0,1]) for tests",
-    source="built offline from segment_anything classes", options={"arch": "tiny", "variant": "medsam"}))
+    source="built offline from segment_anything classes",
+    options={"arch": "tiny", "variant": "medsam", "image_size": 256, **_MEDSAM_NORM}))

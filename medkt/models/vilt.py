@@ -157,8 +157,11 @@ for _name, _repo, _desc in [("vilt-b32-mlm", "dandelin/vilt-b32-mlm", "ViLT-B/32
                             ("vilt-b32-coco", "dandelin/vilt-b32-finetuned-coco",
                              "ViLT-B/32 fine-tuned for COCO retrieval (ITM score)")]:
     register_model(ModelSpec(name=_name, family="vilt", builder=_build, description=_desc,
-                             source=f"hf-hub:{_repo}", options={"repo": _repo}, files=[{"repo": _repo}]))
+                             source=f"hf-hub:{_repo}", files=[{"repo": _repo}],
+                             options={"repo": _repo, "arch": "ViLT-B/32", "image_size": 384, "in_channels": 3,
+                                      "mean": VILT_MEAN, "std": VILT_STD}))
 register_model(ModelSpec(
     name="tiny-vilt", family="vilt", builder=_build, tiny=True,
     description="tiny random-init ViLT (64 px, 2 layers, toy vocab; ITM + MLM heads) for tests",
-    source="built offline (transformers ViltConfig + medkt/assets/tokenizers/toy-bert)"))
+    source="built offline (transformers ViltConfig + medkt/assets/tokenizers/toy-bert)",
+    options={"arch": "ViLT (64 px, 2 layers)", "image_size": 64, "in_channels": 3, "mean": VILT_MEAN, "std": VILT_STD}))

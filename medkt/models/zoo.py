@@ -1,27 +1,11 @@
 """The named models medkt ships: real weights (downloaded once) and tiny random-init twins."""
 from __future__ import annotations
 
+from medkt.models.open_clip_loader import build_open_clip, build_tiny_open_clip
 from medkt.models.registry import ModelSpec, register_model
 
 
 # ---------------------------------------------------------------------- open_clip family
-def _build_open_clip(spec: ModelSpec, weights: str | None, device: str):
-    from medkt.models.open_clip_loader import load_open_clip
-    from medkt.models.weights import resolve_open_clip
-    arch, pretrained = resolve_open_clip(spec, weights)
-    return load_open_clip(arch, pretrained, name=spec.name, device=device)
-
-
-def _build_tiny_open_clip(spec: ModelSpec, weights: str | None, device: str):
-    """Random init (seed 0), or ``weights``: a ``local-dir:`` folder or a checkpoint file."""
-    from pathlib import Path
-
-    from medkt.models.open_clip_loader import load_open_clip
-    if weights and Path(weights).is_dir():
-        return load_open_clip(f"local-dir:{weights}", None, name=spec.name, device=device)
-    return load_open_clip(spec.options["arch"], weights, name=spec.name, device=device, seed=0)
-
-
 _OPEN_CLIP = [
     ("clip-vit-b32", "ViT-B-32-quickgelu", "openai", "OpenAI CLIP ViT-B/32 (Table 1)"),
     ("clip-vit-b16", "ViT-B-16-quickgelu", "openai", "OpenAI CLIP ViT-B/16"),
@@ -31,12 +15,12 @@ _OPEN_CLIP = [
 ]
 for _name, _arch, _tag, _desc in _OPEN_CLIP:
     register_model(ModelSpec(
-        name=_name, family="open_clip", builder=_build_open_clip, description=_desc,
+        name=_name, family="open_clip", builder=build_open_clip, description=_desc,
         source=f"open_clip {_arch}" + (f" / {_tag}" if _tag else ""),
         options={"arch": _arch, "tag": _tag}))
 
 register_model(ModelSpec(
-    name="tiny-clip", family="open_clip", builder=_build_tiny_open_clip, tiny=True,
+    name="tiny-clip", family="open_clip", builder=build_tiny_open_clip, tiny=True,
     description="tiny random-init open_clip ViT (64 px, 4 layers) for tests and demos",
     source="built offline (medkt/assets/model_configs/tiny-clip.json)", options={"arch": "tiny-clip"}))
 

@@ -17,20 +17,19 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medkt.errors import CheckpointMismatchError, WeightsError
+from medkt.models.world_models import (EMBED_STD, create_world_clip, export_compact,  # noqa: F401 (re-exported)
+                                       initial_token_embedding, load_compact, world_tokenizer)
 
 log = logging.getLogger("medkt.worlds")
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-EMBED_STD = 0.02
 
 
 @dataclass
@@ -50,38 +49,6 @@ class PretrainConfig:
     log_every: int = 50
     eval_every: int = 400
     freeze_token_embedding: bool = False  # ablation: names as fixed random codes (measured worse)
-
-
-def create_world_clip(arch: str, embedding_seed: int = 1234, seed: int = 0):
-    """Random-init open_clip model for ``arch`` with a regenerable token embedding."""
-    import open_clip
-    from medkt.models.open_clip_loader import register_medkt_configs
-    register_medkt_configs()
-    torch.manual_seed(seed)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # open_clip warns "no pretrained weights" for every random init
-    try:
-        model = open_clip.create_model(arch, pretrained=None)
-    finally:
-        root.setLevel(level)
-    with torch.no_grad():
-        model.token_embedding.weight.copy_(initial_token_embedding(model.token_embedding.weight.shape,
-                                                                   embedding_seed))
-    return model
-
-
-def world_tokenizer(arch: str):
-    """open_clip tokenizer with the architecture's context length (configs registered first)."""
-    import open_clip
-    from medkt.models.open_clip_loader import register_medkt_configs
-    register_medkt_configs()
-    return open_clip.get_tokenizer(arch)
-
-
-def initial_token_embedding(shape, embedding_seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(int(embedding_seed))
-    return torch.randn(tuple(shape), generator=g) * EMBED_STD
 
 
 class TokenCache:
@@ -203,53 +170,3 @@ def pretrain(model, images: np.ndarray, caption_fn: Callable[[int, np.random.Gen
     model.token_embedding.weight.requires_grad_(True)
     model.eval()
     return model, cache, history
-
-
-# ----------------------------------------------------------------------------- compact export
-def export_compact(model, path: str | Path, keep_token_ids, *, arch: str, embedding_seed: int,
-                   meta: dict | None = None) -> Path:
-    """fp16 safetensors of ``model`` keeping only ``keep_token_ids`` rows of the token embedding."""
-    from safetensors.torch import save_file
-    from medkt.runs import atomic_path
-    ids = torch.tensor(sorted(set(int(i) for i in keep_token_ids)), dtype=torch.int64)
-    sd = {}
-    for k, v in model.state_dict().items():
-        if k == "token_embedding.weight":
-            sd["token_embedding.rows"] = v[ids].half().contiguous()
-            sd["token_embedding.ids"] = ids
-        elif k == "attn_mask":
-            continue
-        else:
-            sd[k] = v.half().contiguous() if v.is_floating_point() else v.contiguous()
-    md = {"arch": arch, "embedding_seed": str(embedding_seed), "format": "medkt-world-compact-1"}
-    md.update({k: str(v) for k, v in (meta or {}).items()})
-    with atomic_path(path) as tmp:
-        save_file(sd, str(tmp), metadata=md)
-    return Path(path)
-
-
-def load_compact(path: str | Path, seed: int = 0):
-    """Rebuild the raw open_clip model saved by :func:`export_compact` (fp32)."""
-    from safetensors import safe_open
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError("world weights not found.", path=str(path),
-                           hint="reinstall medkt or rerun the recipe in pipelines/worlds/")
-    with safe_open(str(path), "pt") as f:
-        md = f.metadata() or {}
-        sd = {k: f.get_tensor(k) for k in f.keys()}
-    if md.get("format") != "medkt-world-compact-1":
-        raise CheckpointMismatchError("not a medkt world checkpoint (missing format metadata).", path=str(path))
-    model = create_world_clip(md["arch"], int(md["embedding_seed"]), seed=seed)
-    ids, rows = sd.pop("token_embedding.ids"), sd.pop("token_embedding.rows")
-    full = model.token_embedding.weight.detach().clone()
-    full[ids] = rows.float()
-    sd["token_embedding.weight"] = full
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [m for m in missing if m != "attn_mask"]
-    if missing or unexpected:
-        raise CheckpointMismatchError(f"keys do not match architecture {md['arch']}: missing {missing[:5]}, "
-                                      f"unexpected {unexpected[:5]}", path=str(path))
-    model.eval()
-    return model, md

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-PHANTOM_SAM_ARCH = dict(image_size=256, encoder_embed_dim=64, encoder_depth=3, encoder_num_heads=2,
-                        window_size=4, global_attn_indexes=(2,), prompt_embed_dim=32, mask_in_chans=8,
-                        decoder_mlp_dim=64, decoder_heads=2, iou_head_hidden_dim=64)
-
+from medkt.models.world_models import (PHANTOM_SAM_ARCH, build_phantom_sam, export_sam,  # noqa: F401
+                                       load_phantom_sam)
 
 @dataclass
 class SamTrainConfig:
@@ -41,14 +38,6 @@ class SamTrainConfig:
     seed: int = 0
     threads: int = 1
     log_every: int = 50
-
-
-def build_phantom_sam(seed: int = 0):
-    """Random-init ``Sam`` of :data:`PHANTOM_SAM_ARCH` wrapped as a :class:`SamModel`."""
-    from medkt.models.sam import SamModel, build_sam_module
-    torch.manual_seed(seed)
-    sam = build_sam_module(**PHANTOM_SAM_ARCH)
-    return SamModel(sam, name="phantom-sam", variant="sam", weights="random-init")
 
 
 def box_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -151,29 +140,3 @@ def box_dice(model, images: np.ndarray, masks: np.ndarray) -> float:
         pred = (model.upscale(low, prep)[0, 0] > 0).numpy()
         scores.append(2 * (pred & (m > 0)).sum() / max(pred.sum() + (m > 0).sum(), 1))
     return float(np.mean(scores))
-
-
-def export_sam(model, path: str | Path, meta: dict | None = None) -> Path:
-    """fp16 safetensors of ``model.sam``'s state dict."""
-    from safetensors.torch import save_file
-    from medkt.runs import atomic_path
-    sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.sam.state_dict().items()}
-    with atomic_path(path) as tmp:
-        md = {"format": "medkt-phantom-sam-1", **{k: str(v) for k, v in (meta or {}).items()}}
-        save_file(sd, str(tmp), metadata=md)
-    return Path(path)
-
-
-def load_phantom_sam(path: str | Path, device: str = "cpu"):
-    """Build ``phantom-sam`` from its shipped fp16 weights (strict)."""
-    from safetensors.torch import load_file
-    from medkt.errors import WeightsError
-    from medkt.models.sam import SamModel, build_sam_module
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError("phantom-sam weights not found.", path=str(path),
-                           hint="reinstall medkt or run pipelines/worlds/train_phantom_sam.py")
-    sam = build_sam_module(**PHANTOM_SAM_ARCH)
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    sam.load_state_dict(sd, strict=True)
-    return SamModel(sam.to(device).eval(), name="phantom-sam", variant="sam", weights=str(path))

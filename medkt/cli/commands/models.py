@@ -1,46 +1,56 @@
-"""``medkt models``: list the registered models (family, weight source, presence) or load one.
+"""``medkt models``: list the registered models, or describe what one model spec loads.
 
-Python API: :func:`models_table` (the listing) and :func:`load_and_describe` (``--load``).
+``medkt models`` lists names with family, weight source and presence; ``medkt models SPEC``
+(a registered name, ``local-dir:PATH``, ``hf-hub:ORG/NAME``, an open_clip ``ARCH/TAG`` or a
+checkpoint file) says what it loads: family, architecture, image size, normalisation,
+source and whether the weights are present; ``--load`` builds it (parameters, fingerprint).
+Python API: :func:`models_table` (the listing) and :func:`medkt.models.describe_spec`.
 """
 from __future__ import annotations
 
 import json
 
 NAME = "models"
-HELP = "list models with their family, weight source and whether the weights are present"
+HELP = "list models, or describe what a model spec loads (family, size, normalisation, weights)"
 ORDER = 2
 
 
 def add_arguments(p):
-    p.add_argument("name", nargs="?", help="show one model (with --load: build it and describe it)")
+    p.add_argument("name", nargs="?", metavar="SPEC",
+                   help="describe one model: a registered name, local-dir:PATH, hf-hub:ORG/NAME[@REV], "
+                        "an open_clip ARCH/TAG or a checkpoint file")
     p.add_argument("--kind", choices=["vlm", "sam"], help="only vision-language models or SAM segmenters")
-    p.add_argument("--load", action="store_true", help="build the model (checks that its weights load)")
+    p.add_argument("--load", action="store_true", help="build the model (checks that its weights load; "
+                   "adds parameter count and weights fingerprint)")
     p.add_argument("--weights", metavar="PATH", help="local weight file/folder instead of the cache")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def models_table(kind: str | None = None) -> list[dict]:
     from medkt.models.registry import list_models
-    from medkt.models.weights import weights_status
+    from medkt.models.resolve import weights_status
     return [{"name": s.name, "family": s.family, "kind": s.kind, "tiny": s.tiny, "source": s.source,
              "weights": weights_status(s), "description": s.description} for s in list_models(kind)]
 
 
 def load_and_describe(name: str, weights: str | None = None) -> dict:
-    from medkt.models.registry import create_model
-    return create_model(name, weights=weights).describe()
+    """Build ``name`` and describe it (kept for callers of the old API)."""
+    from medkt.models.describe import describe_spec
+    return describe_spec(name, weights, load=True)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return "(" + ", ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v) + ")"
+    return "-" if v is None else str(v)
 
 
 def run(args) -> int:
     if args.name:
-        from medkt.models.registry import get_spec
-        get_spec(args.name)  # unknown names fail here with close-match suggestions
-        if args.load or args.weights:
-            info = load_and_describe(args.name, args.weights)
-        else:
-            info = next(r for r in models_table() if r["name"] == args.name)
+        from medkt.models.describe import describe_spec
+        info = describe_spec(args.name, args.weights, load=args.load)
         print(json.dumps(info, indent=2, default=str) if args.json else
-              "\n".join(f"{k:12s} {v}" for k, v in info.items()))
+              "\n".join(f"{k:15s} {_fmt(v)}" for k, v in info.items()))
         return 0
     rows = models_table(args.kind)
     if args.json:

@@ -56,10 +56,24 @@ class Journal:
                          if e["event"] == "case" and isinstance(e.get("row"), dict)}
         self.invocation = 1 + max((int(e.get("invocation", 0)) for e in self.events), default=0)
         self.counts = {"ok": 0, "failed": 0, "resumed": 0}
+        self._end_partial_line()
         self.ended = False
         self._append({"event": "start", "invocation": self.invocation, "command": command, "started": started,
                       "argv": list(sys.argv), "pid": os.getpid(), "host": socket.gethostname(),
                       "resume": bool(resume)})
+
+    def _end_partial_line(self) -> None:
+        """A kill mid-append leaves a last line without its newline: end it, so the next event
+        starts on a line of its own (the cut line is then skipped when read)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                last = f.read(1)
+        except OSError:  # missing or empty
+            return
+        if last != b"\n":
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("\n")
 
     def _append(self, event: dict) -> None:
         from medkt.runs import _json_default
@@ -70,15 +84,13 @@ class Journal:
             os.fsync(f.fileno())
         self.events.append(event)
 
-    def case(self, row: dict) -> None:
-        """Record a finished case (``row["status"]`` is ``ok`` or ``failed``)."""
-        self.counts[row.get("status", "ok")] = self.counts.get(row.get("status", "ok"), 0) + 1
-        self._append({"event": "case", "invocation": self.invocation, "row": row})
+    def case(self, row: dict, *, resumed: bool = False) -> None:
+        """Record a case: finished (``row["status"]`` ``ok`` or ``failed``) or, with ``resumed``,
+        skipped because an earlier invocation finished it (its row then comes from the done-marker)."""
+        key = "resumed" if resumed else row.get("status", "ok")
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self._append({"event": "case", "invocation": self.invocation, "row": row, "resumed": bool(resumed)})
         self.case_ids.add(str(row.get("case_id")))
-
-    def resumed(self, case_id: str) -> None:
-        """Count a case skipped because an earlier invocation finished it (not journaled again)."""
-        self.counts["resumed"] += 1
 
     def end(self, finished: str) -> None:
         if not self.ended:
@@ -95,14 +107,15 @@ class Journal:
             n = int(e.get("invocation", 0))
             if e["event"] == "start":
                 inv[n] = {k: e.get(k) for k in ("invocation", "command", "started", "argv", "pid", "host", "resume")}
-                inv[n].update(finished=None, status="interrupted", counts={"ok": 0, "failed": 0})
+                inv[n].update(finished=None, status="interrupted", counts={"ok": 0, "failed": 0, "resumed": 0})
             elif e["event"] == "case" and isinstance(e.get("row"), dict):
                 row = e["row"]
                 cid = str(row.get("case_id"))
                 rows[cid] = row
                 if n in inv:
                     c = inv[n]["counts"]
-                    c[row.get("status", "ok")] = c.get(row.get("status", "ok"), 0) + 1
+                    key = "resumed" if e.get("resumed") else row.get("status", "ok")
+                    c[key] = c.get(key, 0) + 1
             elif e["event"] == "end" and n in inv:
                 inv[n].update(finished=e.get("finished"), status="finished", counts=e.get("counts", {}))
         cur = inv.get(self.invocation)

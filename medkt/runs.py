@@ -438,9 +438,7 @@ class BatchRunner:
                                  stored.get("info", {}))
                 results.append(res)
                 if journal is not None:
-                    journal.resumed(cid)
-                    if cid not in journal.case_ids:  # no earlier journal (older medkt): keep a row
-                        journal.case(res.row())
+                    journal.case(res.row(), resumed=True)
                 continue
             t = time.perf_counter()
             with _collect_warnings() as warned:

@@ -284,11 +284,18 @@ class RunRecord:
         return {**d, "warnings": self.warnings, "cases": cases, "failures": failures, **self.extra}
 
     def write(self, out_dir: str | Path, name: str = "run.json", *, final: bool = True) -> Path:
-        """Write ``run.json``; ``final=False`` for a mid-run checkpoint (status ``in progress``)."""
+        """Write ``run.json``; ``final=False`` for a mid-run checkpoint (status ``in progress``).
+
+        The final write ends the journal's invocation and releases this process's run lock on
+        ``out_dir`` (see :func:`medkt.outdir.release_output_dir`): the run is over.
+        """
         journal = self.attach(out_dir)
         if final:
             journal.end(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        return atomic_write_json(Path(out_dir) / name, self.as_dict())
+        path = atomic_write_json(Path(out_dir) / name, self.as_dict())
+        if final:
+            release_output_dir(out_dir)
+        return path
 
 
 # ----------------------------------------------------------------------------- batches

@@ -103,6 +103,9 @@ class BatchRunner:
         self.record = record
         self.progress = progress
         self.table = table
+        self._last_cost: float | None = None
+        self._last_end = 0.0
+        self._pending = False
 
     def _marker(self, case_id: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in case_id).lstrip(".") or "case"
@@ -133,7 +136,21 @@ class BatchRunner:
             return None
         return stored
 
-    def _checkpoint(self, results: list[CaseResult]) -> None:
+    #: rewrite run.json / the table after a case unless the last rewrite is more recent than
+    #: THROTTLE x its own cost: bookkeeping stays under ~1/THROTTLE of the run time even for
+    #: thousands of fast cases (the journal still gets every case at once)
+    THROTTLE = 10.0
+
+    def _checkpoint(self, results: list[CaseResult], *, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and self._last_cost is not None and now - self._last_end < self.THROTTLE * self._last_cost:
+            self._pending = True
+            return
+        self._write_checkpoint(results)
+        self._last_end = time.perf_counter()
+        self._last_cost, self._pending = self._last_end - now, False
+
+    def _write_checkpoint(self, results: list[CaseResult]) -> None:
         rows = [r.row() for r in results]
         if self.record is not None:
             self.record.cases = rows
@@ -163,39 +180,44 @@ class BatchRunner:
                 iterator = tqdm(iterator, desc="cases", unit="case", leave=False)
             except ImportError:  # pragma: no cover
                 pass
-        for case, cid in iterator:
-            marker = self._marker(cid)
-            stored = self._stored(case, cid) if self.resume else None
-            if stored is not None:
-                res = CaseResult(cid, "ok", "resumed: already finished", stored.get("seconds", 0.0),
-                                 stored.get("info", {}))
+        try:
+            for case, cid in iterator:
+                marker = self._marker(cid)
+                stored = self._stored(case, cid) if self.resume else None
+                if stored is not None:
+                    res = CaseResult(cid, "ok", "resumed: already finished", stored.get("seconds", 0.0),
+                                     stored.get("info", {}))
+                    results.append(res)
+                    if journal is not None:
+                        journal.case(res.row(), resumed=True)
+                    self._pending = True
+                    continue
+                t = time.perf_counter()
+                with _collect_warnings() as warned:
+                    try:
+                        info = fn(case) or {}
+                        res = CaseResult(cid, "ok", "", time.perf_counter() - t, info)
+                    except MedktError as e:
+                        res = CaseResult(cid, "failed", e.format(), time.perf_counter() - t)
+                    except Exception as e:  # noqa: BLE001 - a batch goes on past any bad case
+                        res = CaseResult(cid, "failed", _one_line(e), time.perf_counter() - t)
+                        if runs.DEBUG:
+                            log.error("case %s failed unexpectedly:\n%s", cid, traceback.format_exc())
+                        else:
+                            log.debug("case %s failed unexpectedly:\n%s", cid, traceback.format_exc())
+                res.warnings = list(warned)
+                if res.status == "failed":
+                    log.warning("case %s failed: %s", cid, res.reason.splitlines()[0] if res.reason else "")
+                else:
+                    atomic_write_json(marker, {"case_id": cid, "seconds": res.seconds, "info": res.info,
+                                               "source": self._sources(case)})
                 results.append(res)
                 if journal is not None:
-                    journal.case(res.row(), resumed=True)
-                continue
-            t = time.perf_counter()
-            with _collect_warnings() as warned:
-                try:
-                    info = fn(case) or {}
-                    res = CaseResult(cid, "ok", "", time.perf_counter() - t, info)
-                except MedktError as e:
-                    res = CaseResult(cid, "failed", e.format(), time.perf_counter() - t)
-                except Exception as e:  # noqa: BLE001 - a batch goes on past any bad case
-                    res = CaseResult(cid, "failed", _one_line(e), time.perf_counter() - t)
-                    if runs.DEBUG:
-                        log.error("case %s failed unexpectedly:\n%s", cid, traceback.format_exc())
-                    else:
-                        log.debug("case %s failed unexpectedly:\n%s", cid, traceback.format_exc())
-            res.warnings = list(warned)
-            if res.status == "failed":
-                log.warning("case %s failed: %s", cid, res.reason.splitlines()[0] if res.reason else "")
-            else:
-                atomic_write_json(marker, {"case_id": cid, "seconds": res.seconds, "info": res.info,
-                                           "source": self._sources(case)})
-            results.append(res)
-            if journal is not None:
-                journal.case(res.row())
-            self._checkpoint(results)
+                    journal.case(res.row())
+                self._checkpoint(results)
+        finally:  # also on Ctrl-C / SIGTERM: the record shows every finished case
+            if self._pending:
+                self._checkpoint(results, force=True)
         if self.record is not None:
             self.record.cases = [r.row() for r in results]
             self.record.failures = [{"case_id": r.case_id, "reason": r.reason}

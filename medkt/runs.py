@@ -252,6 +252,8 @@ class RunRecord:
     def attach(self, out_dir: str | Path, *, resume: bool = False):
         """Start this invocation's journal in ``out_dir`` (once); returns the :class:`~medkt.journal.Journal`."""
         from medkt.journal import Journal
+        if self._env is None:  # once, up front (it may import torch): not inside a per-case rewrite
+            self._env = environment_info()
         if self._journal is None or self._journal.path.parents[1] != Path(out_dir):
             self._journal = Journal(out_dir, self.command, self.started, resume=resume)
         return self._journal

@@ -214,7 +214,9 @@ def test_outputs_get_the_umask_modes(tmp_path, umask, mode):
 
 
 # ----------------------------------------------------------------------------- 5. the journal
-def test_a_killed_batch_leaves_a_true_record_and_resume_merges_invocations(tmp_path):
+@pytest.mark.parametrize("throttle", [BatchRunner.THROTTLE, 1e9])   # 1e9: only the first and the flush
+def test_a_killed_batch_leaves_a_true_record_and_resume_merges_invocations(tmp_path, monkeypatch, throttle):
+    monkeypatch.setattr(BatchRunner, "THROTTLE", throttle)
     inp = tmp_path / "in"
     for i in range(4):
         _nifti(inp / f"case{i}.nii.gz", i)
@@ -249,6 +251,23 @@ def test_a_killed_batch_leaves_a_true_record_and_resume_merges_invocations(tmp_p
     assert [(c["case_id"], c["status"]) for c in run["cases"]] == [(f"case{i}", "ok") for i in range(4)]
     assert run["failures"] == []
     assert [r["status"] for r in _rows(out / "cases.csv")] == ["ok"] * 4
+
+
+def test_warnings_logged_during_a_case_are_recorded_in_its_row(tmp_path):
+    import logging
+    out = prepare_output_dir(tmp_path / "out")
+    rec = RunRecord("t")
+
+    def fn(case):
+        if case == "b":
+            logging.getLogger("medkt.io").warning("RescaleSlope is 0: constant image")
+        return {}
+    BatchRunner(out, record=rec, progress=False, table="cases.csv").run(["a", "b"], fn)
+    rec.write(out)
+    rows = {r["case_id"]: r for r in _rows(out / "cases.csv")}
+    assert rows["a"]["warnings"] == "" and rows["b"]["warnings"] == "RescaleSlope is 0: constant image"
+    run = json.loads((out / "run.json").read_text())
+    assert run["cases"][1]["warnings"] == "RescaleSlope is 0: constant image"
 
 
 def test_overwrite_forgets_earlier_done_markers_and_journal(tmp_path):
@@ -400,6 +419,7 @@ BATCH = KILL_HOOK + textwrap.dedent("""
         mio.write_mask((vol.array > 0).astype(np.uint8), vol, out / case.case_id / "mask.nii.gz")
         return {"voxels": int((vol.array > 0).sum())}
     rec = RunRecord("crash-test")
+    BatchRunner.THROTTLE = 0    # rewrite run.json / cases.csv after every case: a fixed write sequence
     BatchRunner(out, record=rec, progress=False, table="cases.csv").run(
         mio.discover_cases(inp), fn, case_id=lambda c: c.case_id)
     rec.write(out)

@@ -19,7 +19,7 @@ IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "dicomdir"}
 MEDKT_NAMES = {".medkt", ".medkt-tmp", ".medkt.lock"}
 
 
-def hidden_reason(name: str) -> str | None:
+def hidden_reason(name: str, is_dir: bool = False) -> str | None:
     """Why a hidden entry (name starting with ``.``) is not an input, or ``None`` if not hidden.
 
     Hidden files are temp files of interrupted writes or copies (``.scan.nii.gz.x1y2.tmp``),
@@ -31,7 +31,8 @@ def hidden_reason(name: str) -> str | None:
         return "medkt bookkeeping; skipped"
     if ".tmp" in name.lower() or name.lower().endswith((".part", ".partial", ".crdownload", "~")):
         return "hidden temp file (an interrupted write or copy); skipped"
-    return "hidden file; skipped (rename it without the leading dot to include it)"
+    what = "folder" if is_dir else "file"
+    return f"hidden {what}; skipped (rename it without the leading dot to include it)"
 
 
 def open_binary(path: Path):
@@ -81,6 +82,13 @@ def looks_like_dicom(path: Path) -> bool:
         return False
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
 def walk_files(root: Path, problems: list[tuple[Path, str]]) -> list[Path]:
     """All regular files under ``root`` (sorted), following directory symlinks at most once.
 
@@ -109,7 +117,7 @@ def walk_files(root: Path, problems: list[tuple[Path, str]]) -> list[Path]:
             return
         for e in entries:
             p = Path(e.path)
-            hidden = hidden_reason(e.name)
+            hidden = hidden_reason(e.name, _is_dir(e))
             if hidden is not None:
                 if e.name.lower() in IGNORED_NAMES or e.name.startswith("._"):
                     continue  # OS metadata (.DS_Store, AppleDouble): dropped silently at discovery

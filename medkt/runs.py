@@ -1,13 +1,16 @@
 """Run bookkeeping shared by every medkt command.
 
 * :func:`atomic_write` / :func:`atomic_path` — outputs appear whole or not at all
-  (temp file in the same folder, then ``os.replace``).
-* :func:`prepare_output_dir` — refuses an output folder inside an input tree, and
-  existing outputs without ``overwrite``/``resume``.
-* :class:`RunRecord` — collects the resolved config, versions, weights, timings and
-  per-case results and writes ``run.json`` beside the outputs.
+  (temp file in ``OUT/.medkt-tmp/``, then ``os.replace``).
+* :func:`prepare_output_dir` (from :mod:`medkt.outdir`) — refuses an output folder inside an
+  input, takes the folder's run lock, then refuses existing outputs without
+  ``overwrite``/``resume``.
+* :class:`RunRecord` — collects the resolved config, versions, weights, timings, warnings and
+  per-case results and writes ``run.json`` beside the outputs, merged over every invocation
+  from the journal (:mod:`medkt.journal`).
 * :class:`BatchRunner` — processes cases one by one, goes on past a failing case and
-  records it, and with ``resume=True`` skips cases whose done-marker exists.
+  records it, journals each finished case (``run.json`` / the table are rewritten after each),
+  and with ``resume=True`` skips cases whose done-marker exists.
 * :func:`seed_everything` — seeds Python, NumPy and torch, and asks torch for
   deterministic CPU kernels.
 """
@@ -15,46 +18,87 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import logging
 import os
 import platform
 import random
+import secrets
+import shutil
 import sys
-import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-from medkt.errors import MedktError, OutputError
+from medkt.outdir import check_not_inside_inputs, prepare_output_dir, release_output_dir, temp_dir_for
+
+__all__ = ["atomic_path", "atomic_write", "atomic_write_json", "write_csv", "to_json", "check_not_inside_inputs",
+           "prepare_output_dir", "release_output_dir", "RunRecord", "seed_everything", "torch_generator",
+           "set_debug", "package_versions", "environment_info"]
 
 log = logging.getLogger("medkt")
 
+#: ``medkt --debug``: a case that fails unexpectedly logs its full traceback (else one line).
+DEBUG = False
+
+
+def set_debug(on: bool) -> None:
+    global DEBUG
+    DEBUG = bool(on)
+
 
 # ----------------------------------------------------------------------------- atomic IO
+def _new_temp(folder: Path, name: str, suffix: str, hidden: bool) -> Path:
+    """Create an empty temp file; ``os.open(..., 0o666)`` lets the umask set its mode."""
+    stem = ("." if hidden else "") + name[:80]
+    for _ in range(100):
+        tmp = folder / f"{stem}.{secrets.token_hex(4)}.tmp{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "cannot create a unique temp file", str(folder))
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        # the target folder is another mount than the temp folder: copy beside it, then rename
+        near = _new_temp(path.parent, path.name, "", hidden=True)
+        try:
+            shutil.copyfile(tmp, near)
+            os.replace(near, path)
+        finally:
+            near.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
+    """Yield a temporary path; on success it is renamed onto ``path``.
 
-    The temp file keeps the final suffix (``.nii.gz``, ``.png``...) so writers that infer
-    the format from the extension work.  On error the temp file is removed and ``path``
-    is untouched.
+    The temp file lives in the output folder's ``.medkt-tmp/`` when ``path`` is inside a folder
+    this process holds (:func:`prepare_output_dir`), else beside ``path`` with a hidden name.  It
+    keeps the final suffix (``.nii.gz``, ``.png``...) so writers that infer the format from the
+    extension work, and gets the umask's mode (like any new file).  On error the temp file is
+    removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    folder, hidden = temp_dir_for(path)
+    tmp_path = _new_temp(folder, path.name, suffix, hidden)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        _replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        tmp_path.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
@@ -109,43 +153,8 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = No
 
 
 # ----------------------------------------------------------------------------- output safety
-def _is_within(child: Path, parent: Path) -> bool:
-    try:
-        child.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def check_not_inside_inputs(out_dir: str | Path, inputs: Iterable[str | Path]) -> None:
-    """Raise :class:`OutputError` if ``out_dir`` lies inside (or equals) any input folder."""
-    out = Path(out_dir)
-    for inp in inputs:
-        inp = Path(inp)
-        root = inp if inp.is_dir() else inp.parent
-        if inp.is_dir() and _is_within(out, root):
-            raise OutputError(f"output folder {out} is inside the input folder {root}; medkt never "
-                              "writes into an input tree.",
-                              hint="choose an output folder outside the input, e.g. a sibling folder")
-
-
-def prepare_output_dir(out_dir: str | Path, inputs: Iterable[str | Path] = (), *,
-                       overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``out_dir`` after the safety checks.
-
-    A non-empty ``out_dir`` is refused unless ``overwrite`` (outputs are replaced) or
-    ``resume`` (finished cases are skipped) is set.
-    """
-    out = Path(out_dir)
-    check_not_inside_inputs(out, inputs)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output path {out} exists and is not a folder.", hint="pass a folder path")
-    if out.exists() and any(out.iterdir()) and not (overwrite or resume):
-        raise OutputError(f"output folder {out} already holds results.",
-                          hint="pass --resume to finish an interrupted run, --overwrite to replace it, "
-                               "or choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+# prepare_output_dir / check_not_inside_inputs / release_output_dir live in medkt.outdir
+# (run lock, temp folder); they are re-exported here, where callers have always found them.
 
 
 # ----------------------------------------------------------------------------- versions / seeds
@@ -200,7 +209,14 @@ def torch_generator(seed: int, device="cpu"):
 # ----------------------------------------------------------------------------- run.json
 @dataclass
 class RunRecord:
-    """Everything needed to reproduce a run; written as ``run.json`` in the output folder."""
+    """Everything needed to reproduce a run; written as ``run.json`` in the output folder.
+
+    Once attached to an output folder (by :class:`BatchRunner` or the first :meth:`write`), the
+    record journals to ``OUT/.medkt/journal.jsonl`` and ``run.json`` lists every invocation into
+    that folder (``invocations``) and the latest row of every case from all of them (``cases``).
+    ``status`` is ``in progress`` until the final :meth:`write` (a run.json that still says so
+    with no run holding the folder's lock was interrupted), then ``finished``.
+    """
 
     command: str
     config: dict = field(default_factory=dict)
@@ -210,10 +226,13 @@ class RunRecord:
     cases: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
     def __post_init__(self):
         self._t0 = time.perf_counter()
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self._journal = None
+        self._env: dict | None = None
 
     @contextlib.contextmanager
     def timer(self, name: str):
@@ -223,89 +242,68 @@ class RunRecord:
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
 
-    def as_dict(self) -> dict:
-        return {"command": self.command, "started": self.started, "argv": sys.argv,
-                "seed": self.seed, "config": self.config, "weights": self.weights,
-                "environment": environment_info(),
-                "timings": {**self.timings, "total_s": time.perf_counter() - self._t0},
-                "cases": self.cases, "failures": self.failures, **self.extra}
+    def warn(self, message: str) -> None:
+        """Log ``message`` as a WARNING and record it in run.json ``warnings``."""
+        log.warning("%s", message)
+        if message not in self.warnings:
+            self.warnings.append(message)
 
-    def write(self, out_dir: str | Path, name: str = "run.json") -> Path:
-        return atomic_write_json(Path(out_dir) / name, self.as_dict())
+    # -- journal
+    def attach(self, out_dir: str | Path, *, resume: bool = False):
+        """Start this invocation's journal in ``out_dir`` (once); returns the :class:`~medkt.journal.Journal`."""
+        from medkt.journal import Journal
+        if self._env is None:  # once, up front (it may import torch): not inside a per-case rewrite
+            self._env = environment_info()
+        if self._journal is None or self._journal.path.parents[1] != Path(out_dir):
+            self._journal = Journal(out_dir, self.command, self.started, resume=resume)
+        return self._journal
+
+    @property
+    def journal(self):
+        return self._journal
+
+    def case_rows(self) -> list[dict]:
+        """Rows of every case: merged over all invocations when journaled, else :attr:`cases`."""
+        if self._journal is not None and self._journal.case_ids:
+            return self._journal.fold()[1]
+        return list(self.cases)
+
+    def as_dict(self) -> dict:
+        if self._env is None:
+            self._env = environment_info()
+        cases, failures = self.cases, self.failures
+        d = {"command": self.command, "started": self.started, "argv": sys.argv,
+             "seed": self.seed, "config": self.config, "weights": self.weights, "environment": self._env,
+             "timings": {**self.timings, "total_s": time.perf_counter() - self._t0}}
+        if self._journal is not None:
+            invocations, merged = self._journal.fold()
+            if self._journal.case_ids:
+                cases = merged
+                failures = [{"case_id": r.get("case_id"), "reason": r.get("reason", "")}
+                            for r in merged if r.get("status") == "failed"]
+            d["status"] = "finished" if self._journal.ended else "in progress"
+            d["invocations"] = invocations
+        return {**d, "warnings": self.warnings, "cases": cases, "failures": failures, **self.extra}
+
+    def write(self, out_dir: str | Path, name: str = "run.json", *, final: bool = True) -> Path:
+        """Write ``run.json``; ``final=False`` for a mid-run checkpoint (status ``in progress``).
+
+        The final write ends the journal's invocation and releases this process's run lock on
+        ``out_dir`` (see :func:`medkt.outdir.release_output_dir`): the run is over.
+        """
+        journal = self.attach(out_dir)
+        if final:
+            journal.end(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        path = atomic_write_json(Path(out_dir) / name, self.as_dict())
+        if final:
+            release_output_dir(out_dir)
+        return path
 
 
 # ----------------------------------------------------------------------------- batches
-@dataclass
-class CaseResult:
-    case_id: str
-    status: str  # "ok", "failed", "skipped"
-    reason: str = ""
-    seconds: float = 0.0
-    info: dict = field(default_factory=dict)
-
-    def row(self) -> dict:
-        return {"case_id": self.case_id, "status": self.status, "reason": self.reason,
-                "seconds": round(self.seconds, 4), **self.info}
-
-
-class BatchRunner:
-    """Run ``fn(case)`` for each case; failures are recorded, never fatal; resumable.
-
-    A finished case leaves ``<out_dir>/.medkt/done/<case_id>.json`` (written last,
-    atomically).  With ``resume=True`` those cases are skipped and their stored row is
-    reused, so the final table is complete.
-    """
-
-    def __init__(self, out_dir: str | Path, *, resume: bool = False, record: RunRecord | None = None,
-                 progress: bool = True):
-        self.out_dir = Path(out_dir)
-        self.done_dir = self.out_dir / ".medkt" / "done"
-        self.resume = resume
-        self.record = record
-        self.progress = progress
-
-    def _marker(self, case_id: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in case_id)
-        return self.done_dir / f"{safe}.json"
-
-    def is_done(self, case_id: str) -> bool:
-        return self._marker(case_id).exists()
-
-    def run(self, cases: list, fn: Callable[[Any], dict | None],
-            case_id: Callable[[Any], str] = str) -> list[CaseResult]:
-        results: list[CaseResult] = []
-        iterator = cases
-        if self.progress and len(cases) > 1:
-            try:
-                from tqdm.auto import tqdm
-                iterator = tqdm(cases, desc="cases", unit="case", leave=False)
-            except ImportError:  # pragma: no cover
-                pass
-        for case in iterator:
-            cid = case_id(case)
-            marker = self._marker(cid)
-            if self.resume and marker.exists():
-                stored = json.loads(marker.read_text())
-                results.append(CaseResult(cid, "ok", "resumed: already finished",
-                                          stored.get("seconds", 0.0), stored.get("info", {})))
-                continue
-            t = time.perf_counter()
-            try:
-                info = fn(case) or {}
-            except MedktError as e:
-                results.append(CaseResult(cid, "failed", e.format(), time.perf_counter() - t))
-                log.warning("case %s failed: %s", cid, e.format())
-                continue
-            except Exception as e:  # noqa: BLE001 - a batch goes on past any bad case
-                results.append(CaseResult(cid, "failed", f"{type(e).__name__}: {e}",
-                                          time.perf_counter() - t))
-                log.warning("case %s failed unexpectedly:\n%s", cid, traceback.format_exc())
-                continue
-            res = CaseResult(cid, "ok", "", time.perf_counter() - t, info)
-            atomic_write_json(marker, {"case_id": cid, "seconds": res.seconds, "info": info})
-            results.append(res)
-        if self.record is not None:
-            self.record.cases = [r.row() for r in results]
-            self.record.failures = [{"case_id": r.case_id, "reason": r.reason}
-                                    for r in results if r.status == "failed"]
-        return results
+def __getattr__(name: str):
+    """:class:`BatchRunner` and :class:`CaseResult` live in :mod:`medkt.batch` (imported on use)."""
+    if name in ("BatchRunner", "CaseResult"):
+        from medkt import batch
+        return getattr(batch, name)
+    raise AttributeError(f"module 'medkt.runs' has no attribute '{name}'")

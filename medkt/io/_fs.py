@@ -15,6 +15,24 @@ IMAGE2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 #: Files that are never images and are skipped silently (besides a debug log line).
 IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "dicomdir"}
+#: medkt's own bookkeeping in an output folder (lock, temp folder, done-markers): never inputs.
+MEDKT_NAMES = {".medkt", ".medkt-tmp", ".medkt.lock"}
+
+
+def hidden_reason(name: str, is_dir: bool = False) -> str | None:
+    """Why a hidden entry (name starting with ``.``) is not an input, or ``None`` if not hidden.
+
+    Hidden files are temp files of interrupted writes or copies (``.scan.nii.gz.x1y2.tmp``),
+    editor or OS leftovers; they are never cases.
+    """
+    if not name.startswith("."):
+        return None
+    if name in MEDKT_NAMES:
+        return "medkt bookkeeping; skipped"
+    if ".tmp" in name.lower() or name.lower().endswith((".part", ".partial", ".crdownload", "~")):
+        return "hidden temp file (an interrupted write or copy); skipped"
+    what = "folder" if is_dir else "file"
+    return f"hidden {what}; skipped (rename it without the leading dot to include it)"
 
 
 def open_binary(path: Path):
@@ -64,8 +82,19 @@ def looks_like_dicom(path: Path) -> bool:
         return False
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
 def walk_files(root: Path, problems: list[tuple[Path, str]]) -> list[Path]:
     """All regular files under ``root`` (sorted), following directory symlinks at most once.
+
+    Hidden files and folders (``.name``) below ``root`` are never returned: medkt's own
+    bookkeeping (``.medkt``, ``.medkt-tmp``, ``.medkt.lock``) and OS metadata are dropped
+    silently, anything else (temp files of interrupted writes...) goes to ``problems``.
 
     Symlink loops and unreadable folders are not fatal: they are appended to ``problems`` as
     ``(path, reason)`` and logged, and the walk goes on.
@@ -88,6 +117,16 @@ def walk_files(root: Path, problems: list[tuple[Path, str]]) -> list[Path]:
             return
         for e in entries:
             p = Path(e.path)
+            hidden = hidden_reason(e.name, _is_dir(e))
+            if hidden is not None:
+                if e.name.lower() in IGNORED_NAMES or e.name.startswith("._"):
+                    continue  # OS metadata (.DS_Store, AppleDouble): dropped silently at discovery
+                if e.name in MEDKT_NAMES:
+                    log.debug("%s: %s", p, hidden)
+                    continue
+                problems.append((p, hidden))
+                log.warning("%s: %s", p, hidden)
+                continue
             try:
                 if e.is_dir(follow_symlinks=True):
                     visit(p)

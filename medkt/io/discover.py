@@ -106,24 +106,43 @@ def discover_cases(path: str | Path, *, nifti_volume: int | None = None, modalit
     return CaseList(cases, skipped, root)
 
 
+#: names a run writes at the top of its output folder; a case id never takes one of them
+RESERVED_IDS = frozenset({"cases.csv", "run.json", "summary.json", "per_case.csv", "config.resolved.yaml"})
+
+
+def _counts(cases: list[Case]) -> Counter:
+    return Counter(c.case_id.casefold() for c in cases)
+
+
 def _unique_ids(cases: list[Case], root: Path) -> None:
+    """Make ``case_id`` filesystem-safe and unique, also case-insensitively (macOS, Windows).
+
+    Colliding ids get, in turn, their folder path, their file type, then a number ``_N``
+    chosen against *all* ids, so ``a b.nii``, ``a_b.nii`` and ``a_b_nii_1.nii`` give three ids.
+    """
     for c in cases:
         c.case_id = safe_id(c.case_id)
-    counts = Counter(c.case_id for c in cases)
+        if c.case_id.casefold() in RESERVED_IDS:
+            c.case_id = f"{c.case_id}_case"
+    counts = _counts(cases)
     for c in cases:
-        if counts[c.case_id] > 1 and c.kind != "dicom" and root.is_dir():
+        if counts[c.case_id.casefold()] > 1 and c.kind != "dicom" and root.is_dir():
             prefix = case_base(c.paths[0].parent, root)
             if prefix and prefix != root.name:
                 c.case_id = safe_id(f"{prefix}_{c.case_id}")
-    counts = Counter(c.case_id for c in cases)
+    counts = _counts(cases)
     for c in cases:
-        if counts[c.case_id] > 1 and len(c.paths) == 1 and c.kind != "dicom":
+        if counts[c.case_id.casefold()] > 1 and len(c.paths) == 1 and c.kind != "dicom":
             ext = suffix_of(c.paths[0]).lstrip(".").replace(".", "")
             if ext:
                 c.case_id = f"{c.case_id}_{ext}"
-    seen: Counter = Counter()
-    counts = Counter(c.case_id for c in cases)
+    counts = _counts(cases)
+    taken = set(counts)
     for c in cases:
-        if counts[c.case_id] > 1:
-            seen[c.case_id] += 1
-            c.case_id = f"{c.case_id}_{seen[c.case_id]}"
+        if counts[c.case_id.casefold()] > 1:
+            base, n = c.case_id, 1
+            while f"{base}_{n}".casefold() in taken:
+                n += 1
+            c.case_id = f"{base}_{n}"
+            taken.add(c.case_id.casefold())
+    assert len(_counts(cases)) == len(cases), "case ids must be unique"

@@ -4,8 +4,8 @@ Every writer
 
 * refuses a path inside the input tree (``reference.source_root`` / its source files) -> :class:`OutputError`;
 * refuses an existing file unless ``overwrite=True`` -> :class:`OutputError`;
-* writes to a temp file in the target folder and renames it (``medkt.runs.atomic_path``), so a
-  crash never leaves a half-written output.
+* writes to a temp file and renames it (``medkt.runs.atomic_path``; inside an output folder a run
+  holds, the temp file lives in ``OUT/.medkt-tmp/``), so a crash never leaves a half-written output.
 
 NIfTI outputs copy the reference NIfTI header (qform **and** sform with their codes, pixdim, units)
 and change only shape, dtype, scaling (``scl_slope=1, scl_inter=0``) and intent; for DICOM or

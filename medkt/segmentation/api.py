@@ -196,7 +196,7 @@ class _CaseRunner:
         sal = _assemble(vol, smap, {k: r.saliency.astype(np.float32) for k, r in results.items()})
         coarse = _assemble(vol, smap, {k: r.coarse.astype(np.uint8) for k, r in results.items()})
         statuses = [r.status for r in results.values()]
-        row = {"case_id": cid, "kind": vol.kind, "modality": vol.modality,
+        row = {"case_id": cid, "kind": vol.kind, "modality": iparams.get("modality") or vol.modality,
                "shape": "x".join(map(str, vol.spatial_shape)), "slices": len(results),
                "mask_voxels": int(np.count_nonzero(mask)),
                "slices_with_mask": int(sum(r.mask.any() for r in results.values())),
@@ -317,7 +317,8 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
         options; with ``output``, a failing case is recorded and the run goes on.
     """
     from medkt.config import to_dict
-    from medkt.runs import BatchRunner, RunRecord, prepare_output_dir, write_csv
+    from medkt.runs import prepare_output_dir, release_output_dir
+    from medkt.segmentation.prompt_checks import check_prompt
     model_obj = model_object(model)
     cfg = _resolve_config(config, overrides, model=model_obj.name if model_obj is not None else model,
                           prompt=prompt, modality=modality, window=window, seed=seed, sam=sam,
@@ -330,10 +331,21 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
                                        else it.spatial_shape)),
                  "problem": getattr(it, "problem", None)} for it in items]
         return SegmentResult([], rows, record={"dry_run": True, "config": to_dict(cfg)})
-    if not cfg.prompt:
-        raise ConfigError("no text prompt given.", hint="pass --prompt TEXT (or prompt: in the config)")
+    check_prompt(cfg.prompt)
     _check_device(device)
     out_dir = prepare_output_dir(output, paths, overwrite=overwrite, resume=resume) if output else None
+    try:
+        return _run(items, cfg, out_dir, gt=gt, device=device, resume=resume, keep_arrays=keep_arrays,
+                    segmenter=segmenter, model_obj=model_obj, fw=fw)
+    finally:
+        release_output_dir(out_dir)
+
+
+def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, resume: bool, keep_arrays: bool,
+         segmenter: Segmenter | None, model_obj=None, fw=None) -> SegmentResult:
+    from medkt.config import to_dict
+    from medkt.runs import BatchRunner, RunRecord, write_csv
+    from medkt.segmentation.prompt_checks import check_prompt_length
     record = RunRecord("segment", config=to_dict(cfg), seed=cfg.m2ib.seed)
     if segmenter is not None and (fw is not None or model_obj is not None):
         raise ConfigError("model= / finetuned= cannot be applied to a ready segmenter.",
@@ -344,9 +356,11 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     record.weights = seg.describe()
     if seg.finetuned is not None:
         record.extra["finetuned"] = seg.finetuned.as_record()
+    record.extra.update({"prompt": cfg.prompt, "device": device})
+    check_prompt_length(seg.model, cfg.prompt, record)
     runner = _CaseRunner(seg, cfg, cfg.prompt, out_dir, _gt_index(gt), keep_arrays)
     if out_dir is not None:
-        batch = BatchRunner(out_dir, resume=resume, record=record, progress=len(items) > 1)
+        batch = BatchRunner(out_dir, resume=resume, record=record, progress=len(items) > 1, table="cases.csv")
         results = batch.run(items, runner, case_id=_case_id)
         table = [r.row() for r in results]
     else:
@@ -357,15 +371,15 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     cases = [runner.outputs[r["case_id"]] for r in table if r["case_id"] in runner.outputs]
     summary = _summary(table) if gt is not None else {}
     record.timings.update(seg.timings)
-    record.extra.update({"prompt": cfg.prompt, "device": device, "summary": summary,
+    record.extra.update({"summary": summary,
                          "sensitivity": {c.case_id: c.sensitivity for c in cases if c.sensitivity},
                          "slices": {c.case_id: c.slices for c in cases}})
     if gt is not None:  # the NSD/HD95 conventions _score used (SegMetricConfig defaults), stated in run.json
         from medkt.metrics import SegMetricConfig
         record.extra["metric_conventions"] = SegMetricConfig().describe()
     if out_dir is not None:
-        flat = [{k: (v if np.isscalar(v) or v is None else str(v)) for k, v in r.items()} for r in table]
-        write_csv(out_dir / "cases.csv", flat)
+        # every case of every invocation into out_dir (a resume merges the earlier ones)
+        write_csv(out_dir / "cases.csv", record.case_rows())
         if summary:
             from medkt.runs import atomic_write_json
             atomic_write_json(out_dir / "summary.json", summary)

@@ -73,6 +73,10 @@ class GeometryError(InputError):
     """Image geometry is unsupported or inconsistent (gantry tilt, irregular spacing, ...)."""
 
 
+class InputTooLargeError(InputError):
+    """A header claims more voxels / bytes than the size limit (``--max-voxels``); nothing was allocated."""
+
+
 class DecoderMissingError(InputError):
     """A compressed DICOM transfer syntax needs a pixel-data plugin that is not installed."""
 

@@ -85,6 +85,11 @@ class OutputError(MedktError):
     """An output path is unsafe (inside the input tree, exists without --overwrite, ...)."""
 
 
+class DicomSegError(OutputError):
+    """highdicom cannot build a DICOM-SEG from the source headers (e.g. a multi-valued PatientName);
+    callers that hold the mask fall back to NIfTI."""
+
+
 class OptionalDependencyError(MedktError):
     """An optional package is needed for this feature but is not installed."""
 

@@ -83,6 +83,38 @@ def check_decoder(ds, path) -> None:
                                        "first (e.g. dcmdjpeg / gdcmconv --raw)")
 
 
+#: Attributes whose values medkt relies on: an unreadable value (pydicom converts lazily, so a damaged
+#: value raises on first access) is an InputError naming the attribute.
+_STRICT_ATTRS = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "HighBit",
+                 "PixelRepresentation", "PhotometricInterpretation", "NumberOfFrames", "Modality",
+                 "SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+                 "ImagerPixelSpacing", "RescaleSlope", "RescaleIntercept", "DoseGridScaling", "GridFrameOffsetVector",
+                 "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "ModalityLUTSequence")
+#: Descriptive attributes: an unreadable value is dropped with a warning.
+_LENIENT_ATTRS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "FrameOfReferenceUID", "SeriesNumber",
+                  "SeriesDescription", "InstanceNumber", "GantryDetectorTilt", "WindowCenter", "WindowWidth",
+                  "SpacingBetweenSlices", "SliceThickness")
+
+
+def check_values(ds, path) -> None:
+    """Convert the attributes medkt reads once, so a damaged value fails here with a clear error.
+
+    Raises:
+        InputError: a value of :data:`_STRICT_ATTRS` cannot be converted (e.g. ``NumberOfFrames`` "1e400").
+    """
+    for kw in _STRICT_ATTRS + _LENIENT_ATTRS:
+        try:
+            if kw not in ds:
+                continue
+            _ = ds[kw].value
+        except Exception as e:  # noqa: BLE001 - pydicom raises ValueError, OverflowError, TypeError...
+            if kw in _STRICT_ATTRS:
+                raise InputError(f"the header attribute {kw} holds an unreadable value ({type(e).__name__}: {e}).",
+                                 path=path, hint="the header is damaged; export the image again") from None
+            log.warning("%s: unreadable %s dropped (%s: %s)", path, kw, type(e).__name__, e)
+            del ds[kw]
+
+
 def read_header(path: Path):
     """Read a DICOM header without loading large values (pixel data stays on disk)."""
     import pydicom
@@ -101,6 +133,7 @@ def read_header(path: Path):
     except Exception as e:  # pydicom raises many types on damaged files
         raise InputError(f"not a readable DICOM file ({type(e).__name__}: {e}).", path=path,
                          hint="the file is corrupt or truncated; copy it again or remove it from the folder") from None
+    check_values(ds, path)
     return ds
 
 
@@ -221,10 +254,15 @@ def frames_of(ds, path: Path) -> list[FrameRecord]:
         out = []
         for f, grp in enumerate(perframe):
             def fg(name, attr):
-                for owner in (grp, shared):
-                    it = _item(owner, name) if owner is not None else None
-                    if it is not None and attr in it:
-                        return it.get(attr)
+                try:
+                    for owner in (grp, shared):
+                        it = _item(owner, name) if owner is not None else None
+                        if it is not None and attr in it:
+                            return it.get(attr)
+                except Exception as e:  # noqa: BLE001 - a damaged nested value raises on access
+                    raise InputError(f"frame {f}: {name} / {attr} holds an unreadable value "
+                                     f"({type(e).__name__}: {e}).", path=path,
+                                     hint="the header is damaged; export the image again") from None
                 return None
             where = f"frame {f}: "
             pos = _numbers(fg("PlanePositionSequence", "ImagePositionPatient"), where + "ImagePositionPatient",
@@ -504,6 +542,7 @@ def _load_pixels(path: Path):
         ds = pydicom.dcmread(path)
     except Exception as e:
         raise InputError(f"not a readable DICOM file ({type(e).__name__}: {e}).", path=path) from None
+    check_values(ds, path)
     check_decoder(ds, path)
     try:
         arr = ds.pixel_array

@@ -172,10 +172,11 @@ class NiftiReader(ImageReader):
                                  "max_voxels": options.get("max_voxels")})
             try:
                 img = _load(p)
-                shape, _ = check_header(img, p, volume=volume, max_voxels=options.get("max_voxels"))
-                case.info = {"modality": options.get("modality") or "unknown", "shape": list(shape),
+                case.info = {"modality": options.get("modality") or "unknown",
+                             "shape": [int(d) for d in img.header.get_data_shape()],
                              "spacing": [round(float(z), 6) for z in img.header.get_zooms()[:3]],
                              "orientation": "".join(_axcodes(img.affine)), "dtype": str(img.get_data_dtype())}
+                check_header(img, p, volume=volume, max_voxels=options.get("max_voxels"))
             except InputError as e:
                 case.error = e
             cases.append(case)

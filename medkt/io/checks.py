@@ -30,6 +30,8 @@ DEFAULT_MAX_VOXELS = 2 ** 28
 MAX_BYTES_PER_VOXEL = 8
 #: Deflate's maximum expansion ratio: a gzip file of n bytes never decompresses to more than this x n.
 DEFLATE_MAX_RATIO = 1032
+#: Largest absolute affine entry (mm) that is still a plausible scanner coordinate or voxel size (10 km).
+MAX_WORLD_MM = 1e7
 #: Smallest ratio of the affine's smallest to largest singular value that still counts as invertible.
 SINGULAR_RTOL = 1e-6
 
@@ -121,8 +123,8 @@ def check_geometry(affine, shape: Sequence[int], spacing: Sequence[float] | None
             (only the ``2`` in-plane columns must be independent).
 
     Raises:
-        GeometryError: a zero-length axis, a non-finite affine, a singular (non-invertible) affine,
-            or a non-finite / non-positive spacing.
+        GeometryError: a zero-length axis, a non-finite affine, an affine entry above
+            :data:`MAX_WORLD_MM`, a singular (non-invertible) affine, or a non-finite / non-positive spacing.
     """
     dims = [int(d) for d in tuple(shape)[:ndim]]
     if len(dims) < ndim or any(d <= 0 for d in dims):
@@ -138,9 +140,18 @@ def check_geometry(affine, shape: Sequence[int], spacing: Sequence[float] | None
         raise GeometryError("the voxel-to-world affine contains NaN or infinite values.", path=path,
                             hint="the header's qform/sform (or DICOM position/orientation/spacing) is damaged; "
                                  "fix it (e.g. nibabel set_qform/set_sform) or convert the image again")
+    if np.abs(a[:3]).max() > MAX_WORLD_MM:
+        raise GeometryError(f"the voxel-to-world affine holds implausible values (largest {np.abs(a[:3]).max():.3g} "
+                            f"mm, above {MAX_WORLD_MM:.0e} mm).", path=path,
+                            hint="the header's qform/sform (or DICOM position/spacing) is damaged; fix it or "
+                                 "convert the image again")
     cols = a[:3, :ndim]
-    sv = np.linalg.svd(cols, compute_uv=False)
-    if sv[0] == 0 or sv[-1] < SINGULAR_RTOL * sv[0]:
+    try:
+        with np.errstate(all="ignore"):
+            sv = np.linalg.svd(cols, compute_uv=False)
+    except np.linalg.LinAlgError:
+        sv = np.zeros(ndim)
+    if not np.isfinite(sv).all() or sv[0] == 0 or sv[-1] < SINGULAR_RTOL * sv[0]:
         raise GeometryError(f"the voxel-to-world affine is singular (singular values {np.round(sv, 6).tolist()}): "
                             "voxel axes are zero-length or parallel, so voxels have no position.", path=path,
                             hint="the header's qform/sform (or DICOM orientation/spacing) is damaged; fix it or "

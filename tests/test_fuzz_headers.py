@@ -169,10 +169,16 @@ def build_nifti_case(tmp, rng: random.Random) -> tuple:
 
 # ----------------------------------------------------------------------------- pipeline
 def run_pipeline(path) -> int:
-    """discover -> read -> prepare_intensity -> iter_slices -> reassemble; the number of cases read."""
+    """discover -> read -> prepare_intensity -> iter_slices -> reassemble; the number of cases read.
+
+    Raises the first case's error once every readable case has gone through (a case that
+    discovery lists with ``Case.error`` counts as a MedktError outcome, not a success).
+    """
     n = 0
+    errors = []
     for case in mio.discover_cases(path):
         if not case.ok:
+            errors.append(case.error)
             continue
         vol = mio.read_case(case)
         img01, _ = mio.prepare_intensity(vol)
@@ -182,6 +188,8 @@ def run_pipeline(path) -> int:
         mask = mio.reassemble(masks, smap)
         assert mask.shape == tuple(vol.spatial_shape)
         n += 1
+    if errors:
+        raise errors[0]
     return n
 
 

@@ -151,11 +151,14 @@ def volume_from_array(array, affine=None, *, modality: str = "unknown", spacing=
 
 
 def volume_from_nifti(img, *, volume: int | None = None, modality: str = "unknown",
-                      case_id: str = "nifti") -> ImageVolume:
+                      case_id: str = "nifti", max_voxels: int | None = None) -> ImageVolume:
     """Wrap an in-memory ``nibabel`` NIfTI image; its header is kept so masks reuse qform/sform.
 
     Raises:
-        InputError: a 4-D image without ``volume``, or NaN-only data.
+        InputError: a 4-D image without ``volume``, complex data, or NaN-only data.
+        GeometryError: a non-finite or singular affine, or a zero-length axis.
+        InputTooLargeError: more than ``max_voxels`` voxels (matters for file-backed proxies).
     """
     from medkt.io.nifti import volume_from_nibabel
-    return volume_from_nibabel(img, volume=volume, modality=modality, case_id=case_id, path=None)
+    return volume_from_nibabel(img, volume=volume, modality=modality, case_id=case_id, path=None,
+                               max_voxels=max_voxels)

@@ -31,6 +31,8 @@ from medkt.errors import DecoderMissingError, GeometryError, InputError, InputTo
 from medkt.io._fs import case_base, check_readable, looks_like_dicom, stem_of
 from medkt.io.checks import check_geometry, check_size
 from medkt.io.dicom_geometry import FrameRecord, sort_frames, stack_affine
+from medkt.io.dicom_header import (as_int, check_pixel_bytes, check_values, default_step, first_value, frames_of,
+                                   itemsize_of, n_frames)
 from medkt.io.readers import ImageReader
 from medkt.io.types import Case, ImageVolume
 
@@ -83,38 +85,6 @@ def check_decoder(ds, path) -> None:
                                        "first (e.g. dcmdjpeg / gdcmconv --raw)")
 
 
-#: Attributes whose values medkt relies on: an unreadable value (pydicom converts lazily, so a damaged
-#: value raises on first access) is an InputError naming the attribute.
-_STRICT_ATTRS = ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "HighBit",
-                 "PixelRepresentation", "PhotometricInterpretation", "NumberOfFrames", "Modality",
-                 "SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
-                 "ImagerPixelSpacing", "RescaleSlope", "RescaleIntercept", "DoseGridScaling", "GridFrameOffsetVector",
-                 "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence", "ModalityLUTSequence")
-#: Descriptive attributes: an unreadable value is dropped with a warning.
-_LENIENT_ATTRS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "FrameOfReferenceUID", "SeriesNumber",
-                  "SeriesDescription", "InstanceNumber", "GantryDetectorTilt", "WindowCenter", "WindowWidth",
-                  "SpacingBetweenSlices", "SliceThickness")
-
-
-def check_values(ds, path) -> None:
-    """Convert the attributes medkt reads once, so a damaged value fails here with a clear error.
-
-    Raises:
-        InputError: a value of :data:`_STRICT_ATTRS` cannot be converted (e.g. ``NumberOfFrames`` "1e400").
-    """
-    for kw in _STRICT_ATTRS + _LENIENT_ATTRS:
-        try:
-            if kw not in ds:
-                continue
-            _ = ds[kw].value
-        except Exception as e:  # noqa: BLE001 - pydicom raises ValueError, OverflowError, TypeError...
-            if kw in _STRICT_ATTRS:
-                raise InputError(f"the header attribute {kw} holds an unreadable value ({type(e).__name__}: {e}).",
-                                 path=path, hint="the header is damaged; export the image again") from None
-            log.warning("%s: unreadable %s dropped (%s: %s)", path, kw, type(e).__name__, e)
-            del ds[kw]
-
-
 def read_header(path: Path):
     """Read a DICOM header without loading large values (pixel data stays on disk)."""
     import pydicom
@@ -135,167 +105,6 @@ def read_header(path: Path):
                          hint="the file is corrupt or truncated; copy it again or remove it from the folder") from None
     check_values(ds, path)
     return ds
-
-
-def _f(v, default=None):
-    try:
-        return float(v)
-    except (TypeError, ValueError, OverflowError):
-        return default
-
-
-def _int(v, default: int) -> int:
-    """``int(v)`` for a finite number, else ``default`` (damaged headers hold None, '', NaN, text...)."""
-    x = _f(v, None)
-    return int(x) if x is not None and np.isfinite(x) else default
-
-
-def _first(v):
-    """The first value of a possibly multi-valued element, as a float (``None`` if absent/empty/non-numeric)."""
-    if v is None or isinstance(v, (str, bytes)):
-        return _f(v)
-    try:
-        return _f(v[0]) if len(v) else None
-    except TypeError:
-        return _f(v)
-
-
-def _numbers(value, name: str, path, n: int | None = None, *, positive: bool = False) -> np.ndarray | None:
-    """A DICOM numeric element as a float array (``None`` when absent or empty).
-
-    Raises:
-        GeometryError: the element has the wrong number of values, a non-numeric or non-finite value,
-            or (``positive``) a value that is not > 0; the message names the file and the attribute.
-    """
-    if value is None or (isinstance(value, (str, bytes)) and not value.strip()):
-        return None
-    items = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") else list(value)
-    if not items:
-        return None
-    try:
-        arr = np.array([float(x) for x in items], dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise GeometryError(f"{name} holds a non-numeric value ({list(map(str, items))[:6]}).", path=path,
-                            hint="the header is damaged; export the series again") from None
-    if n is not None and arr.size != n:
-        raise GeometryError(f"{name} has {arr.size} values, expected {n}.", path=path,
-                            hint="the header is damaged; export the series again")
-    if not np.isfinite(arr).all():
-        raise GeometryError(f"{name} holds NaN or infinite values.", path=path,
-                            hint="the header is damaged; export the series again")
-    if positive and not (arr > 0).all():
-        raise GeometryError(f"{name} must be positive, got {arr.tolist()}.", path=path,
-                            hint="the header is damaged; export the series again")
-    return arr
-
-
-def _orientation(value, path, name: str = "ImageOrientationPatient") -> np.ndarray | None:
-    """IOP as 6 floats whose two direction cosines are unit length and orthogonal (within 1e-2)."""
-    iop = _numbers(value, name, path, 6)
-    if iop is None:
-        return None
-    r, c = iop[:3], iop[3:]
-    if abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2 or abs(float(np.dot(r, c))) > 1e-2:
-        raise GeometryError(f"{name} {np.round(iop, 4).tolist()} is not two orthogonal unit vectors.", path=path,
-                            hint="the header is damaged; export the series again")
-    return iop
-
-
-def _rescale_pair(slope, intercept, path) -> tuple[float, float]:
-    if not (np.isfinite(slope) and np.isfinite(intercept)):
-        raise InputError(f"RescaleSlope/RescaleIntercept ({slope}, {intercept}) is not finite.", path=path,
-                         hint="the header is damaged; export the series again")
-    return slope, intercept
-
-
-def _item(seq_owner, name):
-    seq = getattr(seq_owner, name, None)
-    try:
-        return seq[0] if seq else None
-    except (TypeError, IndexError, KeyError):
-        return None
-
-
-def n_frames(ds, path=None) -> int:
-    """NumberOfFrames (1 when absent); a value below 1 or not a number is an :class:`InputError`."""
-    v = ds.get("NumberOfFrames")
-    if v is None or (isinstance(v, str) and not v.strip()):
-        return 1
-    n = _f(v, None)
-    if n is None or not np.isfinite(n) or n < 1 or n != int(n):
-        raise InputError(f"NumberOfFrames {v!r} is not a positive whole number.", path=path,
-                         hint="the header is damaged; export the image again")
-    return int(n)
-
-
-def frames_of(ds, path: Path) -> list[FrameRecord]:
-    """Frame records of one instance (header only); positions are ``None`` for 2-D images.
-
-    Raises:
-        GeometryError: ImagePositionPatient / ImageOrientationPatient / PixelSpacing of the wrong
-            length or with non-numeric, non-finite (or non-positive spacing) values.
-        InputError: a damaged NumberOfFrames or a non-finite rescale.
-    """
-    sop = str(ds.get("SOPInstanceUID", path))
-    nf = n_frames(ds, path)
-    slope = _f(ds.get("RescaleSlope"), None)
-    if slope is None and ds.get("Modality") == "RTDOSE":
-        slope = _f(ds.get("DoseGridScaling"), None)
-    slope, intercept = _rescale_pair(slope if slope is not None else 1.0, _f(ds.get("RescaleIntercept"), 0.0), path)
-    base = dict(slope=slope, intercept=intercept,
-                instance_number=ds.get("InstanceNumber"), extra={"gantry_tilt": ds.get("GantryDetectorTilt")})
-    ps_name = "PixelSpacing" if ds.get("PixelSpacing") else "ImagerPixelSpacing"
-    ps = _numbers(ds.get(ps_name), ps_name, path, 2, positive=True)
-    iop = _orientation(ds.get("ImageOrientationPatient"), path)
-    ipp = _numbers(ds.get("ImagePositionPatient"), "ImagePositionPatient", path, 3)
-    shared = _item(ds, "SharedFunctionalGroupsSequence")
-    perframe = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
-    if perframe:  # enhanced multi-frame
-        out = []
-        for f, grp in enumerate(perframe):
-            def fg(name, attr):
-                try:
-                    for owner in (grp, shared):
-                        it = _item(owner, name) if owner is not None else None
-                        if it is not None and attr in it:
-                            return it.get(attr)
-                except Exception as e:  # noqa: BLE001 - a damaged nested value raises on access
-                    raise InputError(f"frame {f}: {name} / {attr} holds an unreadable value "
-                                     f"({type(e).__name__}: {e}).", path=path,
-                                     hint="the header is damaged; export the image again") from None
-                return None
-            where = f"frame {f}: "
-            pos = _numbers(fg("PlanePositionSequence", "ImagePositionPatient"), where + "ImagePositionPatient",
-                           path, 3)
-            ori = _orientation(fg("PlaneOrientationSequence", "ImageOrientationPatient"), path,
-                               where + "ImageOrientationPatient")
-            fps = _numbers(fg("PixelMeasuresSequence", "PixelSpacing"), where + "PixelSpacing", path, 2,
-                           positive=True)
-            fps = fps if fps is not None else ps
-            sl, ic = fg("PixelValueTransformationSequence", "RescaleSlope"), \
-                fg("PixelValueTransformationSequence", "RescaleIntercept")
-            fsl, fic = _rescale_pair(_f(sl, base["slope"]), _f(ic, base["intercept"]), path)
-            rec = FrameRecord(path, sop, f, **{**base, "slope": fsl, "intercept": fic})
-            if pos is not None and ori is not None:
-                rec.position, rec.orientation = pos, ori
-            rec.pixel_spacing = tuple(float(x) for x in fps) if fps is not None else None
-            out.append(rec)
-        if len(out) != nf and ds.get("NumberOfFrames") is not None:
-            raise InputError(f"NumberOfFrames is {nf} but PerFrameFunctionalGroupsSequence has {len(out)} items.",
-                             path=path, hint="the header is damaged; export the image again")
-        return out
-    geom = dict(position=ipp, orientation=iop, pixel_spacing=tuple(float(x) for x in ps) if ps is not None else None)
-    if nf == 1:
-        return [FrameRecord(path, sop, None, **base, **geom)]
-    gfov = _numbers(ds.get("GridFrameOffsetVector"), "GridFrameOffsetVector", path)
-    if geom["position"] is not None and geom["orientation"] is not None and gfov is not None and len(gfov) == nf:
-        from medkt.io.dicom_geometry import normal_of
-        n = normal_of(geom["orientation"], path)
-        off = gfov - float(gfov[0])
-        return [FrameRecord(path, sop, f, **base, position=geom["position"] + off[f] * n,
-                            orientation=geom["orientation"], pixel_spacing=geom["pixel_spacing"])
-                for f in range(nf)]
-    return [FrameRecord(path, sop, f, **base) for f in range(nf)]  # no per-frame geometry
 
 
 def _non_image_reason(ds) -> str | None:
@@ -382,7 +191,7 @@ class DicomReader(ImageReader):
     def _plan(self, members, case: Case):
         """Validate a series from headers; fill ``case.info``; return frames or ``"2d-split"``."""
         where = case.paths[0].parent if len(case.paths) > 1 else case.paths[0]
-        shapes = {(_int(ds.get("Rows"), 0), _int(ds.get("Columns"), 0), _int(ds.get("SamplesPerPixel"), 1))
+        shapes = {(as_int(ds.get("Rows"), 0), as_int(ds.get("Columns"), 0), as_int(ds.get("SamplesPerPixel"), 1))
                   for _, ds in members}
         if len(shapes) > 1:
             raise InputError(f"mixed series: instances of series {case.info['series_uid']} have different image "
@@ -396,7 +205,7 @@ class DicomReader(ImageReader):
             raise InputError(f"SamplesPerPixel {spp} is not supported (1 = grayscale, 3 = colour).", path=where,
                              hint="the header is damaged or the image is not grayscale/RGB")
         counts = [n_frames(ds, p) for p, ds in members]
-        check_size((rows, cols, spp, sum(counts)), _itemsize(members[0][1]), where,
+        check_size((rows, cols, spp, sum(counts)), itemsize_of(members[0][1]), where,
                    case.options.get("max_voxels"), what="DICOM")
         for (p, ds), nf in zip(members, counts):
             if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
@@ -404,7 +213,7 @@ class DicomReader(ImageReader):
                                  "image attributes but no PixelData.", path=p,
                                  hint="the export stripped the pixels; export again with images included")
             check_decoder(ds, p)
-            _check_pixel_bytes(ds, p, rows * cols * spp * nf)
+            check_pixel_bytes(ds, p, rows * cols * spp * nf)
         frames = [fr for p, ds in members for fr in frames_of(ds, p)]
         has_geom = all(f.position is not None and f.orientation is not None for f in frames)
         n_multi = sum(1 for nf in counts if nf > 1)
@@ -427,7 +236,7 @@ class DicomReader(ImageReader):
             raise InputError(f"colour (SamplesPerPixel={spp}) volumes are not supported.", path=where)
         frames, warns = sort_frames(frames, where)
         case.warnings.extend(w for w in warns if w not in case.warnings)
-        aff = stack_affine(frames, _default_step(members[0][1]))
+        aff = stack_affine(frames, default_step(members[0][1]))
         sp = tuple(float(x) for x in np.linalg.norm(aff[:3, :3], axis=0))
         check_geometry(aff, (cols, rows, len(frames)), sp, where)
         case.info.update(shape=[cols, rows, len(frames)], spacing=[round(s, 6) for s in sp], layout="volume")
@@ -460,7 +269,7 @@ class DicomReader(ImageReader):
                 "frame_of_reference_uid": str(ds0.get("FrameOfReferenceUID", "")),
                 "photometric": str(ds0.get("PhotometricInterpretation", "")),
                 "rescale": sorted({(f.slope, f.intercept) for f in frames}),
-                "dicom_window": [_first(ds0.get("WindowCenter")), _first(ds0.get("WindowWidth"))],
+                "dicom_window": [first_value(ds0.get("WindowCenter")), first_value(ds0.get("WindowWidth"))],
                 "warnings": list(case.warnings)}
         modality = case.options.get("modality") or str(ds0.get("Modality", "unknown"))
         if case.info.get("layout") == "2d":
@@ -469,7 +278,7 @@ class DicomReader(ImageReader):
             return ImageVolume(array=arr, affine=np.diag([dr, dc, 1.0, 1.0]), spacing=(dr, dc), modality=modality,
                                case_id=case.case_id, kind=self.kind, meta=meta)
         vol = np.stack(data, axis=0).transpose(2, 1, 0)  # (K, R, C) -> (I=C, J=R, K)
-        aff = stack_affine(frames, _default_step(ds0))
+        aff = stack_affine(frames, default_step(ds0))
         return ImageVolume(array=np.ascontiguousarray(vol), affine=aff,
                            spacing=tuple(np.linalg.norm(aff[:3, :3], axis=0)), modality=modality,
                            case_id=case.case_id, kind=self.kind, meta=meta)
@@ -486,54 +295,6 @@ class DicomReader(ImageReader):
             a = pixels[f.path] if f.frame is None else _frame(pixels[f.path], f, ds_by_path[f.path])
             planes.append(_rescale(a, f, ds_by_path[f.path]))
         return _common_dtype(planes), ds_by_path
-
-
-def _default_step(ds) -> float:
-    for k in ("SpacingBetweenSlices", "SliceThickness"):
-        v = _f(ds.get(k))
-        if v and np.isfinite(v):
-            return abs(v)
-    return 1.0
-
-
-def _itemsize(ds) -> int:
-    """Bytes per stored sample (BitsAllocated rounded up; float pixel data 4 or 8)."""
-    if "DoubleFloatPixelData" in ds:
-        return 8
-    if "FloatPixelData" in ds:
-        return 4
-    return max(1, (_int(ds.get("BitsAllocated"), 16) + 7) // 8)
-
-
-def _check_pixel_bytes(ds, path, n_samples: int) -> None:
-    """Refuse uncompressed pixel data shorter than the header's Rows x Columns x frames claim (truncation)."""
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if ts is not None and ts.is_compressed:
-        return
-    raw = ds._dict.get(0x7FE00010)  # the raw element: its length is known without reading it
-    if raw is None:
-        return
-    bits = _int(ds.get("BitsAllocated"), 16)
-    need = (n_samples * bits + 7) // 8
-    length = getattr(raw, "length", None)
-    if length is None:
-        try:
-            length = len(raw.value)
-        except TypeError:
-            return
-    if length == 0xFFFFFFFF:  # undefined length (encapsulated without a compressed syntax): let pydicom judge
-        return
-    tell = getattr(raw, "value_tell", None)
-    held = length
-    if tell is not None:
-        try:
-            held = min(length, max(0, path.stat().st_size - tell))
-        except OSError:
-            pass
-    if held < need:
-        raise InputError(f"the pixel data holds {held:,} bytes but Rows x Columns x SamplesPerPixel x frames x "
-                         f"BitsAllocated claim {need:,}; the file is truncated or its header is damaged.", path=path,
-                         hint="copy the file again from its source, or export it again")
 
 
 def _load_pixels(path: Path):

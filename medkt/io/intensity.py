@@ -11,8 +11,8 @@ CR, DX...
 
 An explicit ``window`` is honoured for any modality (e.g. a NIfTI in HU whose modality is unknown).
 The ``params`` dict is meant to go into run.json unchanged; a constant image (e.g. a DICOM
-RescaleSlope of 0) sets ``params["constant_image"]`` and adds a line to ``params["warnings"]``.  NaN/inf voxels are replaced by the
-lowest finite value (logged, counted in ``params["nonfinite_replaced"]``); MONOCHROME1 radiographs
+RescaleSlope of 0) sets ``params["constant_image"]`` and adds a line to ``params["warnings"]``.
+NaN/inf voxels are replaced by the lowest finite value (logged, counted in ``params["nonfinite_replaced"]``); MONOCHROME1 radiographs
 are inverted so that bone is bright (``params["inverted"]``).
 """
 from __future__ import annotations

@@ -256,6 +256,13 @@ class DicomReader(ImageReader):
                                      path=case.paths[0].parent if len(case.paths) > 1 else case.paths[0],
                                      hint="free memory, use a machine with more RAM, or pass fewer slices") from None
         ds0 = ds_by_path[frames[0].path]
+        shape = case.info.get("shape") or []
+        want = tuple(shape) if case.info.get("layout") == "2d" else (shape[1], shape[0]) if len(shape) == 3 else None
+        for f, plane in zip(frames, data):
+            if want is not None and tuple(plane.shape) != want:
+                raise InputError(f"the decoded pixel data has shape {tuple(plane.shape)} but the header "
+                                 f"(Rows, Columns, SamplesPerPixel) says {want}.", path=f.path,
+                                 hint="the header is damaged; export the image again")
         zero = sum(1 for f in frames if f.slope == 0 and "ModalityLUTSequence" not in ds_by_path[f.path])
         if zero:
             msg = (f"RescaleSlope is 0 in {zero} of {len(frames)} frame(s): those pixels all become RescaleIntercept "

@@ -56,6 +56,15 @@ def _coerce(value: Any, tp, where: str):
         inner = args[0] if args else Any
         items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    if tp in (str, int, float, bool) and isinstance(value, (list, tuple, dict, set)):
+        raise ConfigError(f"'{where}' must be a single {tp.__name__}, got a {type(value).__name__}.",
+                          hint="write one value, not a list or mapping")
+    if tp is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"'{where}' must be a string, got {type(value).__name__}.")
+        if isinstance(value, str) and len(value) > MAX_CONFIG_STRING:
+            raise ConfigError(f"'{where}' is {len(value):,} characters long (at most {MAX_CONFIG_STRING:,}).")
+        return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):
@@ -84,7 +93,7 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     kwargs = {}
     for key, value in (data or {}).items():
         if key not in types:
-            raise UnknownNameError(f"config key in {cls.__name__}", prefix + key,
+            raise UnknownNameError(f"config key in {cls.__name__}", prefix + str(key),
                                    [prefix + k for k in types])
         kwargs[key] = _coerce(value, types[key], prefix + key)
     return cls(**kwargs)
@@ -107,7 +116,7 @@ def to_dict(cfg) -> dict:
 
 def _parse_scalar(text: str):
     try:
-        return yaml.safe_load(text)
+        return safe_load_bounded(text, where="--set value")
     except yaml.YAMLError:
         return text
 
@@ -142,12 +151,104 @@ def _flat_keys(d: dict, prefix: str = ""):
             yield prefix + k
 
 
+# ----------------------------------------------------------------------------- bounded YAML
+#: Largest YAML file medkt reads (configs and concept files are a few kB).
+MAX_YAML_BYTES = 4 * 2**20
+#: Largest number of nodes a YAML document may have once its aliases are expanded (alias-bomb guard).
+MAX_YAML_NODES = 200_000
+#: Deepest nesting of a YAML document.
+MAX_YAML_DEPTH = 64
+#: Longest string value a config field may hold.
+MAX_CONFIG_STRING = 100_000
+
+
+def _expanded_nodes(root, where: str) -> int:
+    """Node count of ``root`` with every alias expanded (memoised: linear in the composed graph).
+
+    Raises:
+        ConfigError: the expansion exceeds :data:`MAX_YAML_NODES` (e.g. a "billion laughs" alias
+            bomb), nests deeper than :data:`MAX_YAML_DEPTH`, or an alias refers to itself.
+    """
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node, depth: int) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"the YAML nests deeper than {MAX_YAML_DEPTH} levels.", path=where,
+                              hint="flatten the file; medkt configs are a few levels deep")
+        if key in active:
+            raise ConfigError("the YAML has a recursive alias (an anchor that contains itself).", path=where,
+                              hint="remove the '*alias' inside its own '&anchor'")
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [c for kv in node.value for c in kv]
+        else:
+            children = []
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_YAML_NODES:
+                raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES:,} values once its aliases "
+                                  "(*name) are expanded; refusing it (YAML alias bomb).", path=where,
+                                  hint="write the values out instead of nesting aliases")
+        active.discard(key)
+        memo[key] = total
+        return total
+
+    return size(root, 0)
+
+
+def safe_load_bounded(text: str, *, where: str = "YAML") -> Any:
+    """``yaml.safe_load`` with bounds: at most :data:`MAX_YAML_BYTES` characters, and at most
+    :data:`MAX_YAML_NODES` nodes after alias expansion (checked on the composed graph, before any
+    Python object is built), nesting at most :data:`MAX_YAML_DEPTH` deep.
+
+    Raises:
+        ConfigError: a bound is exceeded.  ``yaml.YAMLError`` for a syntax error.
+    """
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"the YAML is {len(text):,} characters long, more than the {MAX_YAML_BYTES:,} medkt "
+                          "reads.", path=where, hint="configs and concept files are a few kB; check the file")
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(f"the YAML nests too deeply (more than {MAX_YAML_DEPTH} levels).", path=where,
+                              hint="flatten the file") from None
+        if node is None:
+            return None
+        _expanded_nodes(node, where)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping from ``path`` with the bounds of :func:`safe_load_bounded`.
+
+    Raises:
+        ConfigError: missing or unreadable file, invalid or oversized YAML, alias bomb, or a top
+            level that is not a mapping.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError("config file not found.", path=str(path), hint="check the path")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"the file is {size:,} bytes, more than the {MAX_YAML_BYTES:,} medkt reads as YAML.",
+                              path=str(path), hint="configs and concept files are a few kB; check the path")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the file ({type(e).__name__}: {e}).", path=str(path)) from None
+    try:
+        data = safe_load_bounded(text, where=str(path)) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {e}", path=str(path)) from None
     if not isinstance(data, dict):

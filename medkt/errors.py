@@ -73,12 +73,21 @@ class GeometryError(InputError):
     """Image geometry is unsupported or inconsistent (gantry tilt, irregular spacing, ...)."""
 
 
+class InputTooLargeError(InputError):
+    """A header claims more voxels / bytes than the size limit (``--max-voxels``); nothing was allocated."""
+
+
 class DecoderMissingError(InputError):
     """A compressed DICOM transfer syntax needs a pixel-data plugin that is not installed."""
 
 
 class OutputError(MedktError):
     """An output path is unsafe (inside the input tree, exists without --overwrite, ...)."""
+
+
+class DicomSegError(OutputError):
+    """highdicom cannot build a DICOM-SEG from the source headers (e.g. a multi-valued PatientName);
+    callers that hold the mask fall back to NIfTI."""
 
 
 class OptionalDependencyError(MedktError):

@@ -27,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from medkt.errors import DecoderMissingError, GeometryError, InputError
+from medkt.errors import DecoderMissingError, GeometryError, InputError, InputTooLargeError
 from medkt.io._fs import case_base, check_readable, looks_like_dicom, stem_of
+from medkt.io.checks import check_geometry, check_size
 from medkt.io.dicom_geometry import FrameRecord, sort_frames, stack_affine
+from medkt.io.dicom_header import (as_int, check_pixel_bytes, check_values, default_step, first_value, frames_of,
+                                   itemsize_of, n_frames)
 from medkt.io.readers import ImageReader
 from medkt.io.types import Case, ImageVolume
 
@@ -100,68 +103,8 @@ def read_header(path: Path):
     except Exception as e:  # pydicom raises many types on damaged files
         raise InputError(f"not a readable DICOM file ({type(e).__name__}: {e}).", path=path,
                          hint="the file is corrupt or truncated; copy it again or remove it from the folder") from None
+    check_values(ds, path)
     return ds
-
-
-def _f(v, default=None):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return default
-
-
-def _item(seq_owner, name):
-    seq = getattr(seq_owner, name, None)
-    return seq[0] if seq else None
-
-
-def frames_of(ds, path: Path) -> list[FrameRecord]:
-    """Frame records of one instance (header only); positions are ``None`` for 2-D images."""
-    sop = str(ds.get("SOPInstanceUID", path))
-    nf = int(_f(ds.get("NumberOfFrames", 1), 1) or 1)
-    slope = _f(ds.get("RescaleSlope"), None)
-    if slope is None and ds.get("Modality") == "RTDOSE":
-        slope = _f(ds.get("DoseGridScaling"), None)
-    base = dict(slope=slope if slope is not None else 1.0, intercept=_f(ds.get("RescaleIntercept"), 0.0),
-                instance_number=ds.get("InstanceNumber"), extra={"gantry_tilt": ds.get("GantryDetectorTilt")})
-    ps = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
-    iop, ipp = ds.get("ImageOrientationPatient"), ds.get("ImagePositionPatient")
-    shared = _item(ds, "SharedFunctionalGroupsSequence")
-    perframe = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
-    if perframe:  # enhanced multi-frame
-        out = []
-        for f, grp in enumerate(perframe):
-            def fg(name, attr):
-                for owner in (grp, shared):
-                    it = _item(owner, name) if owner is not None else None
-                    if it is not None and attr in it:
-                        return it.get(attr)
-                return None
-            pos, ori = fg("PlanePositionSequence", "ImagePositionPatient"), \
-                fg("PlaneOrientationSequence", "ImageOrientationPatient")
-            fps = fg("PixelMeasuresSequence", "PixelSpacing") or ps
-            sl, ic = fg("PixelValueTransformationSequence", "RescaleSlope"), \
-                fg("PixelValueTransformationSequence", "RescaleIntercept")
-            rec = FrameRecord(path, sop, f, **{**base, "slope": _f(sl, base["slope"]),
-                                              "intercept": _f(ic, base["intercept"])})
-            if pos is not None and ori is not None:
-                rec.position, rec.orientation = np.array(pos, float), np.array(ori, float)
-            rec.pixel_spacing = tuple(float(x) for x in fps) if fps else None
-            out.append(rec)
-        return out
-    geom = dict(position=np.array(ipp, float) if ipp else None, orientation=np.array(iop, float) if iop else None,
-                pixel_spacing=tuple(float(x) for x in ps) if ps else None)
-    if nf == 1:
-        return [FrameRecord(path, sop, None, **base, **geom)]
-    gfov = ds.get("GridFrameOffsetVector")
-    if geom["position"] is not None and geom["orientation"] is not None and gfov and len(gfov) == nf:
-        from medkt.io.dicom_geometry import normal_of
-        n = normal_of(geom["orientation"])
-        off = np.array(gfov, float) - float(gfov[0])
-        return [FrameRecord(path, sop, f, **base, position=geom["position"] + off[f] * n,
-                            orientation=geom["orientation"], pixel_spacing=geom["pixel_spacing"])
-                for f in range(nf)]
-    return [FrameRecord(path, sop, f, **base) for f in range(nf)]  # no per-frame geometry
 
 
 def _non_image_reason(ds) -> str | None:
@@ -226,7 +169,7 @@ class DicomReader(ImageReader):
                 "transfer_syntax": str(getattr(ds0.file_meta, "TransferSyntaxUID", "")) if hasattr(ds0, "file_meta")
                 else ""}
         case = Case(case_id=base, kind=self.kind, paths=[p for p, _ in uniq], root=root, info=info,
-                    options={"modality": options.get("modality")})
+                    options={"modality": options.get("modality"), "max_voxels": options.get("max_voxels")})
         try:
             frames = self._plan(uniq, case)
         except InputError as e:
@@ -248,29 +191,37 @@ class DicomReader(ImageReader):
     def _plan(self, members, case: Case):
         """Validate a series from headers; fill ``case.info``; return frames or ``"2d-split"``."""
         where = case.paths[0].parent if len(case.paths) > 1 else case.paths[0]
-        shapes = {(int(ds.get("Rows", 0)), int(ds.get("Columns", 0)), int(ds.get("SamplesPerPixel", 1)))
+        shapes = {(as_int(ds.get("Rows"), 0), as_int(ds.get("Columns"), 0), as_int(ds.get("SamplesPerPixel"), 1))
                   for _, ds in members}
         if len(shapes) > 1:
             raise InputError(f"mixed series: instances of series {case.info['series_uid']} have different image "
                              f"sizes {sorted(shapes)}.", path=where,
                              hint="export each acquisition as its own series / folder")
-        if any(0 in sh[:2] for sh in shapes):
-            raise InputError("the image has no size (Rows/Columns missing or 0).", path=where,
-                             hint="the file is damaged or not an image; remove it from the input")
-        for p, ds in members:
+        if any(sh[0] <= 0 or sh[1] <= 0 for sh in shapes):
+            raise GeometryError("the image has no size (Rows/Columns missing or 0).", path=where,
+                                hint="the file is damaged or not an image; remove it from the input")
+        rows, cols, spp = next(iter(shapes))
+        if spp not in (1, 3):
+            raise InputError(f"SamplesPerPixel {spp} is not supported (1 = grayscale, 3 = colour).", path=where,
+                             hint="the header is damaged or the image is not grayscale/RGB")
+        counts = [n_frames(ds, p) for p, ds in members]
+        check_size((rows, cols, spp, sum(counts)), itemsize_of(members[0][1]), where,
+                   case.options.get("max_voxels"), what="DICOM")
+        for (p, ds), nf in zip(members, counts):
             if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
                 raise InputError(f"instance {ds.get('SOPInstanceUID', '?')} ({ds.get('Modality', '?')}) has "
                                  "image attributes but no PixelData.", path=p,
                                  hint="the export stripped the pixels; export again with images included")
             check_decoder(ds, p)
+            check_pixel_bytes(ds, p, rows * cols * spp * nf)
         frames = [fr for p, ds in members for fr in frames_of(ds, p)]
-        rows, cols, spp = shapes.pop()
         has_geom = all(f.position is not None and f.orientation is not None for f in frames)
-        n_multi = sum(1 for _, ds in members if int(_f(ds.get("NumberOfFrames", 1), 1) or 1) > 1)
+        n_multi = sum(1 for nf in counts if nf > 1)
         if not has_geom:
             if len(frames) == 1:
                 f = frames[0]
                 sp = f.pixel_spacing or (1.0, 1.0)
+                check_geometry(np.diag([sp[0], sp[1], 1.0, 1.0]), (rows, cols), sp, where, ndim=2)
                 case.info.update(shape=[rows, cols] + ([3] if spp == 3 else []), spacing=list(sp), layout="2d")
                 return frames
             if n_multi:
@@ -285,8 +236,9 @@ class DicomReader(ImageReader):
             raise InputError(f"colour (SamplesPerPixel={spp}) volumes are not supported.", path=where)
         frames, warns = sort_frames(frames, where)
         case.warnings.extend(w for w in warns if w not in case.warnings)
-        aff = stack_affine(frames, _default_step(members[0][1]))
+        aff = stack_affine(frames, default_step(members[0][1]))
         sp = tuple(float(x) for x in np.linalg.norm(aff[:3, :3], axis=0))
+        check_geometry(aff, (cols, rows, len(frames)), sp, where)
         case.info.update(shape=[cols, rows, len(frames)], spacing=[round(s, 6) for s in sp], layout="volume")
         return frames
 
@@ -297,16 +249,26 @@ class DicomReader(ImageReader):
         if frames == "2d-split":
             raise InputError("several 2-D images in one case; discover them with discover_cases().",
                              path=case.paths[0].parent)
-        pixels: dict[Path, np.ndarray] = {}
-        ds_by_path = {}
-        for p, _ in members:
-            ds_by_path[p], pixels[p] = _load_pixels(p)
-        planes = []
-        for f in frames:
-            a = pixels[f.path] if f.frame is None else _frame(pixels[f.path], f, ds_by_path[f.path])
-            planes.append(_rescale(a, f, ds_by_path[f.path]))
-        data = _common_dtype(planes)
+        try:
+            data, ds_by_path = self._pixels(members, frames)
+        except MemoryError:
+            raise InputTooLargeError(f"not enough memory to hold the {len(frames)} frame(s) of this series.",
+                                     path=case.paths[0].parent if len(case.paths) > 1 else case.paths[0],
+                                     hint="free memory, use a machine with more RAM, or pass fewer slices") from None
         ds0 = ds_by_path[frames[0].path]
+        shape = case.info.get("shape") or []
+        want = tuple(shape) if case.info.get("layout") == "2d" else (shape[1], shape[0]) if len(shape) == 3 else None
+        for f, plane in zip(frames, data):
+            if want is not None and tuple(plane.shape) != want:
+                raise InputError(f"the decoded pixel data has shape {tuple(plane.shape)} but the header "
+                                 f"(Rows, Columns, SamplesPerPixel) says {want}.", path=f.path,
+                                 hint="the header is damaged; export the image again")
+        zero = sum(1 for f in frames if f.slope == 0 and "ModalityLUTSequence" not in ds_by_path[f.path])
+        if zero:
+            msg = (f"RescaleSlope is 0 in {zero} of {len(frames)} frame(s): those pixels all become RescaleIntercept "
+                   f"({frames[0].intercept:g}); the header is probably damaged")
+            log.warning("%s: %s", case.case_id, msg)
+            case.warnings.append(msg)
         meta = {"source_paths": [str(f.path) for f in frames], "frames": [f.frame for f in frames],
                 "sop_instance_uids": [f.sop_uid for f in frames],
                 "series_instance_uid": str(ds0.get("SeriesInstanceUID", "")),
@@ -314,10 +276,7 @@ class DicomReader(ImageReader):
                 "frame_of_reference_uid": str(ds0.get("FrameOfReferenceUID", "")),
                 "photometric": str(ds0.get("PhotometricInterpretation", "")),
                 "rescale": sorted({(f.slope, f.intercept) for f in frames}),
-                "dicom_window": [_f(ds0.get("WindowCenter")) if not hasattr(ds0.get("WindowCenter"), "__len__")
-                                 else _f(ds0.WindowCenter[0]),
-                                 _f(ds0.get("WindowWidth")) if not hasattr(ds0.get("WindowWidth"), "__len__")
-                                 else _f(ds0.WindowWidth[0])],
+                "dicom_window": [first_value(ds0.get("WindowCenter")), first_value(ds0.get("WindowWidth"))],
                 "warnings": list(case.warnings)}
         modality = case.options.get("modality") or str(ds0.get("Modality", "unknown"))
         if case.info.get("layout") == "2d":
@@ -326,18 +285,23 @@ class DicomReader(ImageReader):
             return ImageVolume(array=arr, affine=np.diag([dr, dc, 1.0, 1.0]), spacing=(dr, dc), modality=modality,
                                case_id=case.case_id, kind=self.kind, meta=meta)
         vol = np.stack(data, axis=0).transpose(2, 1, 0)  # (K, R, C) -> (I=C, J=R, K)
-        aff = stack_affine(frames, _default_step(ds0))
+        aff = stack_affine(frames, default_step(ds0))
         return ImageVolume(array=np.ascontiguousarray(vol), affine=aff,
                            spacing=tuple(np.linalg.norm(aff[:3, :3], axis=0)), modality=modality,
                            case_id=case.case_id, kind=self.kind, meta=meta)
 
-
-def _default_step(ds) -> float:
-    for k in ("SpacingBetweenSlices", "SliceThickness"):
-        v = _f(ds.get(k))
-        if v:
-            return abs(v)
-    return 1.0
+    @staticmethod
+    def _pixels(members, frames) -> tuple[list[np.ndarray], dict]:
+        """Decode every instance once; rescaled planes in frame order (common dtype) and the datasets."""
+        pixels: dict[Path, np.ndarray] = {}
+        ds_by_path = {}
+        for p, _ in members:
+            ds_by_path[p], pixels[p] = _load_pixels(p)
+        planes = []
+        for f in frames:
+            a = pixels[f.path] if f.frame is None else _frame(pixels[f.path], f, ds_by_path[f.path])
+            planes.append(_rescale(a, f, ds_by_path[f.path]))
+        return _common_dtype(planes), ds_by_path
 
 
 def _load_pixels(path: Path):
@@ -346,6 +310,7 @@ def _load_pixels(path: Path):
         ds = pydicom.dcmread(path)
     except Exception as e:
         raise InputError(f"not a readable DICOM file ({type(e).__name__}: {e}).", path=path) from None
+    check_values(ds, path)
     check_decoder(ds, path)
     try:
         arr = ds.pixel_array
@@ -356,7 +321,10 @@ def _load_pixels(path: Path):
 
 
 def _frame(arr: np.ndarray, f: FrameRecord, ds) -> np.ndarray:
-    nf = int(_f(ds.get("NumberOfFrames", 1), 1) or 1)
+    nf = n_frames(ds, f.path)
+    if nf > 1 and (arr.ndim < 3 or f.frame >= arr.shape[0]):
+        raise InputError(f"frame {f.frame} is missing from the decoded pixel data (shape {arr.shape}).",
+                         path=f.path, hint="the header is damaged; export the image again")
     return arr[f.frame] if nf > 1 else arr
 
 

@@ -46,12 +46,34 @@ class FrameRecord:
     extra: dict = field(default_factory=dict)
 
 
-def normal_of(iop) -> np.ndarray:
-    iop = np.asarray(iop, dtype=np.float64)
+def _vector(value, n: int, name: str, where) -> np.ndarray:
+    """``value`` as ``n`` finite floats, else a :class:`GeometryError` naming ``where`` and ``name``."""
+    try:
+        v = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        raise GeometryError(f"{name} holds a non-numeric value ({value!r}).", path=where,
+                            hint="the header is damaged; export the series again") from None
+    if v.size != n:
+        raise GeometryError(f"{name} has {v.size} values, expected {n}.", path=where,
+                            hint="the header is damaged; export the series again")
+    if not np.isfinite(v).all():
+        raise GeometryError(f"{name} holds NaN or infinite values.", path=where,
+                            hint="the header is damaged; export the series again")
+    return v
+
+
+def normal_of(iop, where: str | Path | None = None) -> np.ndarray:
+    """Unit slice normal ``row_cosine x column_cosine`` of a 6-value ImageOrientationPatient.
+
+    Raises:
+        GeometryError: IOP of the wrong length, non-numeric or non-finite, or with parallel/zero directions.
+    """
+    iop = _vector(iop, 6, "ImageOrientationPatient", where)
     n = np.cross(iop[:3], iop[3:])
     norm = np.linalg.norm(n)
     if norm < 1e-6:
-        raise GeometryError("ImageOrientationPatient row and column directions are parallel or zero.")
+        raise GeometryError("ImageOrientationPatient row and column directions are parallel or zero.", path=where,
+                            hint="the header is damaged; export the series again")
     return n / norm
 
 
@@ -83,12 +105,15 @@ def sort_frames(frames: list[FrameRecord], where: str | Path | None = None) -> t
         GeometryError: differing orientations, duplicate positions, gantry tilt, or irregular spacing.
     """
     warnings: list[str] = []
+    for f in frames:
+        f.orientation = _vector(f.orientation, 6, "ImageOrientationPatient", f.path)
+        f.position = _vector(f.position, 3, "ImagePositionPatient", f.path)
     iop = check_orientations(frames, where)
     spacings = {tuple(round(x, 4) for x in f.pixel_spacing) for f in frames if f.pixel_spacing}
     if len(spacings) > 1:
         raise GeometryError(f"slices of one series have different pixel spacings {sorted(spacings)}.", path=where,
                             hint="export each acquisition as its own series, or resample first")
-    n = normal_of(iop)
+    n = normal_of(iop, where)
     dist = np.array([float(np.dot(f.position, n)) for f in frames])
     order = np.argsort(dist, kind="stable")
     frames = [frames[i] for i in order]
@@ -140,7 +165,7 @@ def stack_affine(frames: list[FrameRecord], default_step: float = 1.0) -> np.nda
     if len(frames) > 1:
         m[:3, 2] = (np.asarray(frames[-1].position, dtype=np.float64) - f0.position) / (len(frames) - 1)
     else:
-        m[:3, 2] = normal_of(iop) * default_step
+        m[:3, 2] = normal_of(iop, f0.path) * default_step
     m[:3, 3] = np.asarray(f0.position, dtype=np.float64)
     return LPS_TO_RAS @ m
 

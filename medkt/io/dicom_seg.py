@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medkt.errors import OptionalDependencyError, OutputError
+from medkt.errors import DicomSegError, OptionalDependencyError, OutputError
 from medkt.io.types import ImageVolume
 from medkt.runs import atomic_path
 
@@ -39,7 +39,9 @@ def write_dicom_seg(mask: np.ndarray, reference: ImageVolume, path: str | Path, 
 
     Raises:
         OptionalDependencyError: highdicom is not installed (``pip install 'medkt[dicom]'``).
-        OutputError: the reference is not DICOM, or highdicom rejects the inputs.
+        OutputError: the reference is not DICOM.
+        DicomSegError: highdicom rejects the source headers (e.g. a multi-valued PatientName); a
+            caller holding the mask can write NIfTI instead (``medkt segment`` does, with a warning).
     """
     hd = _highdicom()
     import pydicom
@@ -81,9 +83,12 @@ def write_dicom_seg(mask: np.ndarray, reference: ImageVolume, path: str | Path, 
             instance_number=1, manufacturer="medkt", manufacturer_model_name="medkt",
             software_versions=str(__version__), device_serial_number="0", omit_empty_frames=False,
             series_description=series_description)
-    except (ValueError, AttributeError, KeyError) as e:
-        raise OutputError(f"highdicom could not build the DICOM-SEG: {e}", path=path,
-                          hint="write NIfTI instead (.nii.gz); this source may lack the geometry SEG needs") from None
+    except (ValueError, AttributeError, KeyError, TypeError, IndexError) as e:
+        # highdicom validates the copied source attributes: e.g. a multi-valued PatientName raises TypeError
+        raise DicomSegError(f"highdicom could not build the DICOM-SEG from the source headers "
+                            f"({type(e).__name__}: {e}).", path=path,
+                            hint="write NIfTI instead (.nii.gz, --mask-format nifti); the source headers hold values "
+                                 "a SEG cannot copy (e.g. several PatientName values) or lack its geometry") from None
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return path

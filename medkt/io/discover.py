@@ -52,7 +52,8 @@ def _check_root(root: Path) -> None:
         raise InputError(f"cannot access the input path: {e.strerror}.", path=root) from None
 
 
-def discover_cases(path: str | Path, *, nifti_volume: int | None = None, modality: str | None = None) -> CaseList:
+def discover_cases(path: str | Path, *, nifti_volume: int | None = None, modality: str | None = None,
+                   max_voxels: int | None = None) -> CaseList:
     """List the cases under ``path`` (a file or a folder, searched recursively).
 
     Args:
@@ -61,6 +62,8 @@ def discover_cases(path: str | Path, *, nifti_volume: int | None = None, modalit
         nifti_volume: index of the volume to take from 4-D NIfTI files (without it they are refused).
         modality: override the modality (``"CT"``, ``"MR"``, ``"US"``, ``"CXR"``...); NIfTI and 2-D
             images carry none, DICOM series carry their own.
+        max_voxels: size limit per image, checked from headers before any pixel is read (default
+            :data:`medkt.io.checks.DEFAULT_MAX_VOXELS`); larger images become failed cases.
 
     Returns:
         :class:`CaseList` of :class:`~medkt.io.types.Case`, in a stable order, with unique ``case_id``.
@@ -96,7 +99,7 @@ def discover_cases(path: str | Path, *, nifti_volume: int | None = None, modalit
     for r in readers:
         if buckets[r.kind]:
             cases.extend(r.scan(buckets[r.kind], root, nifti_volume=nifti_volume, modality=modality,
-                                skipped=skipped))
+                                skipped=skipped, max_voxels=max_voxels))
     if not cases:
         detail = "; ".join(f"{p.name}: {why}" for p, why in skipped[:5])
         raise InputError("no image found" + (f" ({detail}{'...' if len(skipped) > 5 else ''})" if detail else "")

@@ -10,8 +10,9 @@ CR, DX...
 =========  ===========================================================  ==========================
 
 An explicit ``window`` is honoured for any modality (e.g. a NIfTI in HU whose modality is unknown).
-The ``params`` dict is meant to go into run.json unchanged.  NaN/inf voxels are replaced by the
-lowest finite value (logged, counted in ``params["nonfinite_replaced"]``); MONOCHROME1 radiographs
+The ``params`` dict is meant to go into run.json unchanged; a constant image (e.g. a DICOM
+RescaleSlope of 0) sets ``params["constant_image"]`` and adds a line to ``params["warnings"]``.
+NaN/inf voxels are replaced by the lowest finite value (logged, counted in ``params["nonfinite_replaced"]``); MONOCHROME1 radiographs
 are inverted so that bone is bright (``params["inverted"]``).
 """
 from __future__ import annotations
@@ -88,6 +89,14 @@ def resolve_window(window) -> tuple[str, float, float]:
 
 
 def _finite(a: np.ndarray, params: dict) -> np.ndarray:
+    if a.size == 0:
+        raise InputError(f"the image has no pixels (shape {a.shape}).", hint="check the file or the array given")
+    if np.iscomplexobj(a):
+        raise InputError(f"complex-valued image ({a.dtype}); medkt would silently drop the imaginary part.",
+                         hint="pass the magnitude (np.abs) or the real part explicitly")
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"image data type {a.dtype} is not a real number type.",
+                         hint="convert the image to a grayscale or RGB numeric array")
     if not np.issubdtype(a.dtype, np.floating):
         return a.astype(np.float64)
     ok = np.isfinite(a)
@@ -152,9 +161,17 @@ def prepare_intensity(image, modality: str | None = None, window=None, *,
         lo, hi = float(a.min()), float(a.max())
         out = _scale(a, lo, hi)
         params.update(method="minmax", low=lo, high=hi)
-    if hi <= lo:
+    amin, amax = float(a.min()), float(a.max())
+    msg = None
+    if amax <= amin:
+        msg = (f"the image is constant (every voxel is {amin:g}); the prepared intensities are all "
+               f"{float(out.flat[0]):g} and nothing can be segmented")
+    elif hi <= lo:
+        msg = f"the {params['method']} range is empty (low = high = {lo:g}); the prepared intensities are all 0"
+    if msg:
         params["constant_image"] = True
-        log.warning("image is constant (%g); prepared intensities are all 0", lo)
+        params.setdefault("warnings", []).append(msg)
+        log.warning("%s%s", f"{image.case_id}: " if hasattr(image, "case_id") else "", msg)
     if str(meta.get("photometric", "")).upper() == "MONOCHROME1":
         out = (1.0 - out).astype(np.float32)
         params["inverted"] = True

@@ -26,12 +26,15 @@ class MedktReader(_MonaiImageReader):
     Args:
         nifti_volume: volume index for 4-D NIfTI input.
         modality: modality override passed to medkt.
+        max_voxels: size limit per image, checked from headers (default 2**28 elements).
     """
 
-    def __init__(self, nifti_volume: int | None = None, modality: str | None = None):
+    def __init__(self, nifti_volume: int | None = None, modality: str | None = None,
+                 max_voxels: int | None = None):
         super().__init__()
         self.nifti_volume = nifti_volume
         self.modality = modality
+        self.max_voxels = max_voxels
 
     def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
         names = [filename] if isinstance(filename, (str, Path)) else list(filename)
@@ -41,7 +44,8 @@ class MedktReader(_MonaiImageReader):
     def read(self, data: Sequence[str | Path] | str | Path, **kwargs: Any):
         from medkt.io.readers import read_image
         names = [data] if isinstance(data, (str, Path)) else list(data)
-        vols = [read_image(n, nifti_volume=self.nifti_volume, modality=self.modality) for n in names]
+        vols = [read_image(n, nifti_volume=self.nifti_volume, modality=self.modality, max_voxels=self.max_voxels)
+                for n in names]
         return vols if len(vols) > 1 else vols[0]
 
     def get_data(self, img) -> tuple[np.ndarray, dict]:

@@ -4,17 +4,24 @@ The array is returned in the file's own voxel order ``(I, J, K)`` with ``img.aff
 its code is set, else qform), so nothing is reoriented and a mask written back with the stored
 header overlays exactly.  ``scl_slope``/``scl_inter`` are applied (nibabel's ``dataobj``).  4-D
 files need a volume index (``nifti_volume``); a trailing singleton 4th axis is dropped.
+
+Before any voxel is read, :func:`check_header` refuses what the header alone shows to be unusable
+(:mod:`medkt.io.checks`): more voxels than ``max_voxels``, more bytes than the file can hold
+(truncated, or a gzip that cannot expand that far), complex or RGB data types, a non-finite or
+singular affine and zero-length axes.
 """
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medkt.errors import InputError
+from medkt.errors import InputError, InputTooLargeError
 from medkt.io._fs import NIFTI_SUFFIXES, check_readable, stem_of, suffix_of
+from medkt.io.checks import check_file_holds, check_geometry, check_size
 from medkt.io.readers import ImageReader
 from medkt.io.types import Case, ImageVolume
 
@@ -26,7 +33,7 @@ def _load(path: Path):
     check_readable(path)
     try:
         img = nib.load(str(path))
-        _ = img.header.get_data_shape()
+        _ = img.header.get_data_shape(), img.get_data_dtype(), img.affine
     except Exception as e:  # nibabel raises ImageFileError, EOFError, zlib.error, ValueError...
         raise InputError(f"not a readable NIfTI file ({type(e).__name__}: {e}).", path=path,
                          hint="the file is corrupt or truncated; convert or copy it again") from None
@@ -53,22 +60,73 @@ def _check_volume_choice(shape: tuple, volume: int | None, path) -> int | None:
     return volume % shape[3]
 
 
-def volume_from_nibabel(img, *, volume: int | None = None, modality: str = "unknown",
-                        case_id: str = "nifti", path: Path | None = None) -> ImageVolume:
-    """Build an :class:`ImageVolume` from a nibabel NIfTI image (array ``(I, J, K)``, RAS affine)."""
-    shape = tuple(img.header.get_data_shape())
-    vidx = _check_volume_choice(shape, volume, path)
+def _spacing(img, affine: np.ndarray, path, warnings: list[str]) -> tuple[float, float, float]:
+    """Voxel sizes from pixdim; from the affine's column norms when pixdim is not finite and positive."""
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    zooms += [1.0] * (3 - len(zooms))
+    if all(np.isfinite(z) and z > 0 for z in zooms):
+        return tuple(zooms)
+    derived = tuple(float(x) for x in np.linalg.norm(affine[:3, :3], axis=0))
+    msg = (f"pixdim {zooms} is not finite and positive; voxel spacing {[round(d, 6) for d in derived]} is "
+           "taken from the affine")
+    warnings.append(msg)
+    log.warning("%s: %s", path or "nifti", msg)
+    return derived
+
+
+def check_header(img, path=None, *, volume: int | None = None, max_voxels=None) -> tuple:
+    """Validate a NIfTI header before reading voxels; return ``(shape, volume index or None)``.
+
+    Raises:
+        InputTooLargeError: the header claims more than ``max_voxels`` voxels (see :mod:`medkt.io.checks`).
+        InputError: 4-D without a volume choice, > 4-D, complex / RGB data, fewer than 2 axes, or a file
+            too small for the data its header claims.
+        GeometryError: a non-finite or singular affine, or a zero-length axis.
+    """
+    shape = tuple(int(d) for d in img.header.get_data_shape())
     if len(shape) < 2:
         raise InputError(f"NIfTI of shape {shape} has fewer than 2 spatial axes.", path=path)
+    vidx = _check_volume_choice(shape, volume, path)
+    dtype = np.dtype(img.get_data_dtype())
+    if dtype.kind == "c":
+        raise InputError(f"complex-valued voxels ({dtype}); medkt would silently drop the imaginary part.",
+                         path=path, hint="save the magnitude (or the real part) as a real-valued NIfTI first, e.g. "
+                                         "nib.Nifti1Image(np.abs(img.get_fdata(dtype=np.complex64)), img.affine)")
+    if dtype.kind not in "biuf":
+        raise InputError(f"voxel data type {dtype} (e.g. RGB NIfTI) is not supported; medkt reads scalar volumes.",
+                         path=path, hint="convert to a grayscale scalar NIfTI first")
+    spatial = shape[:3] if len(shape) >= 3 else shape + (1,)
+    check_size(spatial, dtype.itemsize, path, max_voxels, what="NIfTI")
+    if path is not None and getattr(img.dataobj, "offset", None) is not None:
+        check_file_holds(path, math.prod(shape) * dtype.itemsize, int(img.dataobj.offset),
+                         compressed=suffix_of(Path(path)).endswith(".gz"))
+    check_geometry(img.affine, spatial, None, path)
+    return shape, vidx
+
+
+def _read_voxels(img, vidx, path, shape) -> np.ndarray:
     try:
-        if vidx is not None:
-            data = np.asanyarray(img.dataobj[..., vidx])
-        else:
-            data = np.asanyarray(img.dataobj)
+        data = img.dataobj[..., vidx] if vidx is not None else img.dataobj
+        return np.asarray(np.asanyarray(data))
+    except MemoryError:
+        n = math.prod(shape[:3])
+        raise InputTooLargeError(f"not enough memory to hold the {n:,} voxels of this image.", path=path,
+                                 hint="free memory, use a machine with more RAM, or crop/downsample the "
+                                      "image first") from None
     except Exception as e:
         raise InputError(f"cannot read the voxel data ({type(e).__name__}: {e}); the file is probably "
-                         "truncated.", path=path, hint="copy the file again from its source") from None
-    data = np.asarray(data)
+                         "truncated or damaged.", path=path, hint="copy the file again from its source") from None
+
+
+def volume_from_nibabel(img, *, volume: int | None = None, modality: str = "unknown",
+                        case_id: str = "nifti", path: Path | None = None, max_voxels=None) -> ImageVolume:
+    """Build an :class:`ImageVolume` from a nibabel NIfTI image (array ``(I, J, K)``, RAS affine).
+
+    Raises:
+        InputError / GeometryError / InputTooLargeError: see :func:`check_header`; also NaN-only data.
+    """
+    shape, vidx = check_header(img, path, volume=volume, max_voxels=max_voxels)
+    data = _read_voxels(img, vidx, path, shape)
     if data.dtype.byteorder not in ("=", "|"):
         data = data.astype(data.dtype.newbyteorder("="))  # native byte order for NumPy/torch consumers
     if data.ndim == 2:
@@ -78,7 +136,7 @@ def volume_from_nibabel(img, *, volume: int | None = None, modality: str = "unkn
         finite = np.isfinite(data)
         if not finite.any():
             raise InputError("the volume contains no finite values (all NaN or infinite).", path=path,
-                             hint="check the conversion that produced this file")
+                             hint="check the conversion that produced this file (and scl_slope/scl_inter)")
         if not finite.all():
             n = int(data.size - finite.sum())
             msg = (f"{n} of {data.size} voxels are NaN/inf; prepare_intensity replaces them with the "
@@ -86,15 +144,14 @@ def volume_from_nibabel(img, *, volume: int | None = None, modality: str = "unkn
             warnings.append(msg)
             log.warning("%s: %s", path or case_id, msg)
     hdr = img.header.copy()
-    zooms = tuple(float(z) for z in hdr.get_zooms()[:3])
-    if len(zooms) < 3:
-        zooms = zooms + (1.0,) * (3 - len(zooms))
+    affine = np.asarray(img.affine, dtype=np.float64)
+    zooms = _spacing(img, affine, path, warnings)
     meta: dict[str, Any] = {"nifti_header": hdr, "source_paths": [str(path)] if path else [],
                             "original_shape": list(shape), "warnings": warnings,
                             "qform_code": int(hdr["qform_code"]), "sform_code": int(hdr["sform_code"])}
     if vidx is not None and len(shape) == 4:
         meta["volume_index"] = vidx
-    return ImageVolume(array=data, affine=np.asarray(img.affine, dtype=np.float64), spacing=zooms,
+    return ImageVolume(array=data, affine=affine, spacing=zooms,
                        modality=modality or "unknown", case_id=case_id, kind="nifti", meta=meta)
 
 
@@ -111,14 +168,15 @@ class NiftiReader(ImageReader):
         cases = []
         for p in paths:
             case = Case(case_id=stem_of(p), kind=self.kind, paths=[p], root=root,
-                        options={"nifti_volume": volume, "modality": options.get("modality")})
+                        options={"nifti_volume": volume, "modality": options.get("modality"),
+                                 "max_voxels": options.get("max_voxels")})
             try:
                 img = _load(p)
-                shape = tuple(img.header.get_data_shape())
-                _check_volume_choice(shape, volume, p)
-                case.info = {"modality": options.get("modality") or "unknown", "shape": list(shape),
+                case.info = {"modality": options.get("modality") or "unknown",
+                             "shape": [int(d) for d in img.header.get_data_shape()],
                              "spacing": [round(float(z), 6) for z in img.header.get_zooms()[:3]],
                              "orientation": "".join(_axcodes(img.affine)), "dtype": str(img.get_data_dtype())}
+                check_header(img, p, volume=volume, max_voxels=options.get("max_voxels"))
             except InputError as e:
                 case.error = e
             cases.append(case)
@@ -129,7 +187,7 @@ class NiftiReader(ImageReader):
         img = _load(path)
         vol = volume_from_nibabel(img, volume=case.options.get("nifti_volume"),
                                   modality=case.options.get("modality") or "unknown",
-                                  case_id=case.case_id, path=path)
+                                  case_id=case.case_id, path=path, max_voxels=case.options.get("max_voxels"))
         case.warnings.extend(vol.meta.get("warnings", []))
         return vol
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from medkt.errors import InputError, look_up
+from medkt.io.checks import check_geometry, check_volume
 from medkt.io.types import Case, ImageVolume
 
 
@@ -85,17 +86,21 @@ def read_case(case: Case) -> ImageVolume:
     vol = get_reader(case.kind).read(case)
     vol.case_id = case.case_id
     vol.source_root = case.root
+    check_volume(vol, case.paths[0] if len(case.paths) == 1 else case.paths[0].parent)
     return vol
 
 
-def read_image(path: str | Path, *, nifti_volume: int | None = None, modality: str | None = None) -> ImageVolume:
+def read_image(path: str | Path, *, nifti_volume: int | None = None, modality: str | None = None,
+               max_voxels: int | None = None) -> ImageVolume:
     """Read a path holding exactly one case (a NIfTI file, a 2-D image, a single DICOM series).
+
+    ``max_voxels`` raises the size limit (default :data:`medkt.io.checks.DEFAULT_MAX_VOXELS`).
 
     Raises:
         InputError: the path holds several cases (use :func:`medkt.io.discover_cases`) or none.
     """
     from medkt.io.discover import discover_cases
-    cases = discover_cases(path, nifti_volume=nifti_volume, modality=modality)
+    cases = discover_cases(path, nifti_volume=nifti_volume, modality=modality, max_voxels=max_voxels)
     if len(cases) != 1:
         raise InputError(f"expected one image, found {len(cases)} cases: "
                          f"{', '.join(c.case_id for c in cases[:5])}{'...' if len(cases) > 5 else ''}.",
@@ -117,7 +122,8 @@ def volume_from_array(array, affine=None, *, modality: str = "unknown", spacing=
         spacing: voxel size per spatial axis; derived from ``affine`` column norms when omitted.
 
     Raises:
-        InputError: unsupported number of dimensions or an affine/spacing of the wrong size.
+        InputError: unsupported number of dimensions, an affine/spacing of the wrong size, complex data.
+        GeometryError: a non-finite or singular affine, a zero-length axis, a non-positive spacing.
     """
     arr = np.asarray(array)
     if rgb is None:
@@ -136,16 +142,23 @@ def volume_from_array(array, affine=None, *, modality: str = "unknown", spacing=
         raise InputError(f"affine must be 4x4, got shape {affine.shape}.")
     if spacing is None:
         spacing = np.linalg.norm(affine[:3, :ndim], axis=0)
+    if np.iscomplexobj(arr):
+        raise InputError(f"complex-valued array ({arr.dtype}); medkt would silently drop the imaginary part.",
+                         hint="pass np.abs(array) (magnitude) or array.real explicitly")
+    check_geometry(affine, arr.shape[:ndim], spacing, None, ndim=ndim)
     return ImageVolume(array=arr, affine=affine, spacing=tuple(spacing), modality=modality or "unknown",
                        case_id=case_id, kind="array", meta={"source": "in-memory"})
 
 
 def volume_from_nifti(img, *, volume: int | None = None, modality: str = "unknown",
-                      case_id: str = "nifti") -> ImageVolume:
+                      case_id: str = "nifti", max_voxels: int | None = None) -> ImageVolume:
     """Wrap an in-memory ``nibabel`` NIfTI image; its header is kept so masks reuse qform/sform.
 
     Raises:
-        InputError: a 4-D image without ``volume``, or NaN-only data.
+        InputError: a 4-D image without ``volume``, complex data, or NaN-only data.
+        GeometryError: a non-finite or singular affine, or a zero-length axis.
+        InputTooLargeError: more than ``max_voxels`` voxels (matters for file-backed proxies).
     """
     from medkt.io.nifti import volume_from_nibabel
-    return volume_from_nibabel(img, volume=volume, modality=modality, case_id=case_id, path=None)
+    return volume_from_nibabel(img, volume=volume, modality=modality, case_id=case_id, path=None,
+                               max_voxels=max_voxels)

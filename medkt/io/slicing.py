@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from medkt.errors import ConfigError, GeometryError
+from medkt.io.checks import check_volume
 from medkt.io.types import ImageVolume
 
 PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -146,7 +147,13 @@ class SliceMap:
 
 
 def make_slice_map(volume: ImageVolume, axis: str | int = "axial") -> SliceMap:
-    """Build the :class:`SliceMap` for ``volume`` sliced along ``axis`` (plane name or array axis)."""
+    """Build the :class:`SliceMap` for ``volume`` sliced along ``axis`` (plane name or array axis).
+
+    Raises:
+        GeometryError: a non-finite or singular affine, a zero-length axis or a bad spacing (readers
+            refuse these already; this guards volumes built by hand).
+    """
+    check_volume(volume)
     shape = tuple(volume.spatial_shape)
     if volume.is_2d:
         return SliceMap(shape, None, None, False, np.array([[0, 1], [1, 1]], float), [0], shape[:2],

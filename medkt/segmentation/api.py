@@ -91,13 +91,13 @@ class SegmentResult:
 
 
 # ---------------------------------------------------------------------- inputs
-def _items(inputs, modality: str | None) -> tuple[list, list[Path]]:
+def _items(inputs, modality: str | None, max_voxels: int | None = None) -> tuple[list, list[Path]]:
     """Inputs → list of ``Case`` / ``ImageVolume`` items and the input paths (for output safety)."""
     from medkt import io as mio
     if isinstance(inputs, (list, tuple)) and not (len(inputs) and np.isscalar(inputs[0])):
         items, paths = [], []
         for i, x in enumerate(inputs):
-            it, ps = _items(x, modality)
+            it, ps = _items(x, modality, max_voxels)
             for v in it:
                 if isinstance(v, mio.ImageVolume) and v.case_id in ("array", "nifti"):
                     v.case_id = f"{v.case_id}{i}"
@@ -105,7 +105,7 @@ def _items(inputs, modality: str | None) -> tuple[list, list[Path]]:
             paths += ps
         return items, paths
     if isinstance(inputs, (str, Path)):
-        cases = mio.discover_cases(inputs)
+        cases = mio.discover_cases(inputs, max_voxels=max_voxels)
         if not cases:
             raise InputError("no images found.", path=str(inputs),
                              hint="pass a DICOM folder, a NIfTI file/folder or a folder of PNG/JPEG images")
@@ -201,7 +201,8 @@ class _CaseRunner:
                "mask_voxels": int(np.count_nonzero(mask)),
                "slices_with_mask": int(sum(r.mask.any() for r in results.values())),
                "slices_empty_coarse": int(sum(s != "ok" for s in statuses)),
-               "empty_policy": self.cfg.prompts.empty, "intensity": iparams}
+               "empty_policy": self.cfg.prompts.empty, "intensity": iparams,
+               "warnings": list(dict.fromkeys(list(vol.meta.get("warnings", [])) + iparams.get("warnings", [])))}
         out = CaseOutput(cid, row, volume=vol,
                          slices=[_slice_row(k, r) for k, r in sorted(results.items())])
         if self.gt_index is not None:
@@ -211,7 +212,7 @@ class _CaseRunner:
             from medkt.segmentation.diagnostics import summarize_sensitivity
             row.update({f"sens_{k}": round(v, 4) for k, v in summarize_sensitivity(out.sensitivity).items()})
         if self.out_dir is not None:
-            out.files = self._write(cid, vol, pairs, mask, sal, coarse, results)
+            out.files = self._write(cid, vol, pairs, mask, sal, coarse, results, row["warnings"])
         if self.out_dir is None or self.keep_arrays:
             out.mask, out.saliency, out.coarse = mask, sal, coarse
         self.outputs[cid] = out
@@ -245,13 +246,20 @@ class _CaseRunner:
                                   random_length=d.random_length, seed=self.cfg.m2ib.seed,
                                   names=[f"{cid}[{pairs[i][0]}]" for i in idx])
 
-    def _write(self, cid, vol, pairs, mask, sal, coarse, results) -> dict:
+    def _write(self, cid, vol, pairs, mask, sal, coarse, results, warnings: list) -> dict:
         from medkt import io as mio
+        from medkt.errors import DicomSegError
         d = self.out_dir / cid
         d.mkdir(parents=True, exist_ok=True)
         fmt = _mask_format(self.cfg, vol)
         # prepare_output_dir already applied the --overwrite / --resume policy to the folder
-        files = {"mask": str(mio.write_mask(mask, vol, d / _MASK_EXT[fmt], overwrite=True))}
+        try:
+            files = {"mask": str(mio.write_mask(mask, vol, d / _MASK_EXT[fmt], overwrite=True))}
+        except DicomSegError as e:  # keep the computed mask: NIfTI on the same grid, with a recorded warning
+            fmt = "nifti"
+            warnings.append(f"DICOM-SEG not written ({e.message}); the mask was written as NIfTI instead")
+            log.warning("case %s: %s", cid, warnings[-1])
+            files = {"mask": str(mio.write_mask(mask, vol, d / _MASK_EXT[fmt], overwrite=True))}
         if self.cfg.output.coarse:
             files["coarse"] = str(mio.write_mask(coarse, vol, d / _MASK_EXT[fmt].replace("mask", "coarse"),
                                                  overwrite=True))
@@ -266,13 +274,13 @@ class _CaseRunner:
         return files
 
 
-def _gt_index(gt) -> dict | None:
+def _gt_index(gt, max_voxels: int | None = None) -> dict | None:
     if gt is None:
         return None
     from medkt import io as mio
     if isinstance(gt, np.ndarray):
         return {"array": gt}
-    cases = mio.discover_cases(gt)
+    cases = mio.discover_cases(gt, max_voxels=max_voxels)
     return {c.case_id: c for c in cases}
 
 
@@ -281,7 +289,8 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
             config: str | Path | dict | SegmentConfig | None = None, overrides: Sequence[str] | None = None,
             model=None, sam: str | None = None, modality: str | None = None,
             window: str | None = None, gt=None, mask_format: str | None = None,
-            diagnostics: bool | None = None, seed: int | None = None, device: str = "cpu",
+            diagnostics: bool | None = None, seed: int | None = None, max_voxels: int | None = None,
+            device: str = "cpu",
             dry_run: bool = False, resume: bool = False, overwrite: bool = False,
             keep_arrays: bool = False, segmenter: Segmenter | None = None, finetuned: str | Path | None = None,
             concept: str | None = None, lr: float | None = None) -> SegmentResult:
@@ -293,12 +302,14 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
         output: folder to write to (``None``: return arrays only).
         config: YAML path, preset name (``configs/segment/NAME.yaml``), dict or
             :class:`SegmentConfig`; ``overrides``: ``["m2ib.beta=1", ...]``.
-        model: the CLIP-family saliency model: a registered name (config field ``model``) or a
-            model object (a :class:`~medkt.models.base.VisionLanguageModel`, e.g. from
+        model: the CLIP-family saliency model: a registered name or model spec (config field ``model``)
+            or a model object (a :class:`~medkt.models.base.VisionLanguageModel`, e.g. from
             :func:`medkt.models.create_model` or a transfer result's ``.model``; used as is).
         sam / modality / window / mask_format / seed: shortcuts for the config fields
             ``sam.model``, ``modality``, ``window``, ``output.mask_format`` and ``seed``;
             ``diagnostics`` sets ``diagnostics.enabled``.
+        max_voxels: size limit per input image, checked from headers before reading (default
+            2**28 elements); a larger image is a failed case naming the limit.
         gt: ground-truth path (file or folder matched by case id) or array → DSC/NSD/IoU.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         dry_run: only discover and list the cases (no model is loaded).
@@ -322,9 +333,9 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     model_obj = model_object(model)
     cfg = _resolve_config(config, overrides, model=model_obj.name if model_obj is not None else model,
                           prompt=prompt, modality=modality, window=window, seed=seed, sam=sam,
-                          mask_format=mask_format, diagnostics=diagnostics)
+                          mask_format=mask_format, diagnostics=diagnostics, max_voxels=max_voxels)
     fw = None if finetuned is None and concept is None and lr is None else resolve_finetuned(finetuned, concept, lr)
-    items, paths = _items(inputs, cfg.modality)
+    items, paths = _items(inputs, cfg.modality, cfg.max_voxels)
     if dry_run:
         rows = [{"case_id": _case_id(it), "kind": getattr(it, "kind", "array"),
                  "shape": "x".join(map(str, (it.info.get("shape") or []) if hasattr(it, "info")
@@ -358,7 +369,7 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
         record.extra["finetuned"] = seg.finetuned.as_record()
     record.extra.update({"prompt": cfg.prompt, "device": device})
     check_prompt_length(seg.model, cfg.prompt, record)
-    runner = _CaseRunner(seg, cfg, cfg.prompt, out_dir, _gt_index(gt), keep_arrays)
+    runner = _CaseRunner(seg, cfg, cfg.prompt, out_dir, _gt_index(gt, cfg.max_voxels), keep_arrays)
     if out_dir is not None:
         batch = BatchRunner(out_dir, resume=resume, record=record, progress=len(items) > 1, table="cases.csv")
         results = batch.run(items, runner, case_id=_case_id)

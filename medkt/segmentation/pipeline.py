@@ -64,7 +64,8 @@ class SegmentConfig:
     ``seed`` (when set) overrides ``m2ib.seed`` and ``prompts.seed``.  ``modality`` and
     ``window`` go to :func:`medkt.io.prepare_intensity` (e.g. ``ct`` with ``lung`` or
     ``"40,400"`` = level,width); ``plane``: display plane 3-D volumes are cut into
-    (:func:`medkt.io.iter_slices`: ``axial``, ``coronal`` or ``sagittal``).
+    (:func:`medkt.io.iter_slices`: ``axial``, ``coronal`` or ``sagittal``).  ``max_voxels``: size
+    limit per input image, checked from headers (default ``medkt.io.checks.DEFAULT_MAX_VOXELS``).
     """
 
     model: str = "biomedclip"
@@ -74,6 +75,7 @@ class SegmentConfig:
     window: str | None = None
     seed: int | None = None
     plane: str = "axial"
+    max_voxels: int | None = None
     m2ib: M2IBConfig = field(default_factory=M2IBConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
@@ -89,6 +91,9 @@ class SegmentConfig:
         if self.output.mask_format not in MASK_FORMATS:
             raise ConfigError(f"output.mask_format must be one of {', '.join(MASK_FORMATS)}, "
                               f"got '{self.output.mask_format}'.")
+        if self.max_voxels is not None:
+            from medkt.io.checks import resolve_max_voxels
+            self.max_voxels = resolve_max_voxels(self.max_voxels)
         if self.seed is not None:
             self.m2ib.seed = int(self.seed)
             self.prompts.seed = int(self.seed)

@@ -8,6 +8,10 @@ File format (``configs/concepts/*.yaml`` ships the paper's Tables 12-17)::
         descriptions: ["A perfectly circular archway ..."]   # one or more
         short_description: "A perfectly circular ..."         # optional, ViLT's 40 tokens
 
+Files are read with :func:`medkt.config.load_yaml` (size and alias-expansion bounds) and every
+value is checked: names are strings of at most 100 characters, descriptions strings of at most
+2000; lists or mappings where text belongs are refused with a :class:`~medkt.errors.ConfigError`.
+
 Caption styles (``FinetuneConfig.caption``), a small registry:
 
 * ``definition`` — "A <name> is <description>" with the description's first letter
@@ -26,22 +30,65 @@ from medkt.config import load_yaml
 from medkt.errors import ConfigError, UnknownNameError, look_up
 
 
+#: Bounds on concept files (they hold a few kB of text; anything far larger is a damaged or hostile file).
+MAX_NAME_CHARS = 100
+MAX_DESCRIPTION_CHARS = 2000
+MAX_DESCRIPTIONS = 1000
+MAX_CONCEPTS = 10_000
+
+
+def _text(value, what: str, max_chars: int, where: str | None = None) -> str:
+    """``value`` as a stripped one-value string of at most ``max_chars`` characters.
+
+    Raises:
+        ConfigError: a list, mapping, number or boolean where text belongs, or a string that is too long.
+    """
+    if not isinstance(value, str):
+        kind = {list: "a list", tuple: "a list", dict: "a mapping", bool: "a boolean"}.get(type(value),
+                                                                                        type(value).__name__)
+        raise ConfigError(f"{what} must be a string, got {kind} ({str(value)[:60]!r}).", path=where,
+                          hint="write plain text (quote it, e.g. name: \"2001\"); nested lists or mappings are "
+                               "not allowed")
+    if len(value) > max_chars:
+        raise ConfigError(f"{what} is {len(value):,} characters long; at most {max_chars:,} are allowed.", path=where,
+                          hint="shorten it")
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class Concept:
-    """A concept to learn: ``name``, one or more ``descriptions``, optional ``short_description``."""
+    """A concept to learn: ``name``, one or more ``descriptions``, optional ``short_description``.
+
+    ``name`` is a string of at most :data:`MAX_NAME_CHARS` characters; descriptions are strings of at
+    most :data:`MAX_DESCRIPTION_CHARS` characters (at most :data:`MAX_DESCRIPTIONS` of them).
+    """
 
     name: str
     descriptions: tuple[str, ...]
     short_description: str | None = None
 
     def __post_init__(self):
-        if not self.name or not str(self.name).strip():
+        name = _text(self.name, "a concept 'name'", MAX_NAME_CHARS)
+        if not name:
             raise ConfigError("a concept needs a non-empty 'name'.")
-        descs = tuple(str(d).strip() for d in (self.descriptions or ()) if str(d).strip())
+        if "\n" in name:
+            raise ConfigError(f"concept name {name[:40]!r} spans several lines.", hint="use a one-line name")
+        raw = self.descriptions or ()
+        if isinstance(raw, str) or not isinstance(raw, (list, tuple)):
+            raw = (raw,)
+        if len(raw) > MAX_DESCRIPTIONS:
+            raise ConfigError(f"concept '{name}' has {len(raw):,} descriptions; at most {MAX_DESCRIPTIONS:,}.")
+        descs = tuple(d for d in (_text(x, f"a description of concept '{name}'", MAX_DESCRIPTION_CHARS)
+                                  for x in raw) if d)
         if not descs:
             raise ConfigError(f"concept '{self.name}' has no descriptions.",
                               hint="give 'descriptions: [\"...\"]' (or 'description: \"...\"')")
+        short = self.short_description
+        if short is not None:
+            short = _text(short, f"the short_description of concept '{name}'", MAX_DESCRIPTION_CHARS) or None
+        object.__setattr__(self, "name", name)
         object.__setattr__(self, "descriptions", descs)
+        object.__setattr__(self, "short_description", short)
 
     @property
     def slug(self) -> str:
@@ -113,7 +160,16 @@ def _concept_from(item, where: str) -> Concept:
     descs = item.get("descriptions", item.get("description"))
     if isinstance(descs, str):
         descs = [descs]
-    return Concept(str(item.get("name", "")), tuple(descs or ()), item.get("short_description"))
+    if descs is not None and not isinstance(descs, list):
+        raise ConfigError(f"{where}: 'descriptions' of concept {str(item.get('name'))[:40]!r} must be a string or "
+                          f"a list of strings, got {type(descs).__name__}.")
+    try:
+        return Concept(item.get("name", ""), tuple(descs or ()), item.get("short_description"))
+    except ConfigError as e:
+        if e.path is None:
+            e.path = where
+            e.args = (e.format(),)
+        raise
 
 
 def load_concepts(source) -> ConceptSet:
@@ -134,6 +190,8 @@ def load_concepts(source) -> ConceptSet:
     items = data.get("concepts")
     if not isinstance(items, list) or not items:
         raise ConfigError("expected a non-empty 'concepts:' list.", path=where)
+    if len(items) > MAX_CONCEPTS:
+        raise ConfigError(f"{len(items):,} concepts; at most {MAX_CONCEPTS:,} are allowed in one file.", path=where)
     concepts = [_concept_from(c, where) for c in items]
     seen: set[str] = set()
     for c in concepts:
@@ -141,7 +199,9 @@ def load_concepts(source) -> ConceptSet:
             raise ConfigError(f"concept '{c.name}' appears twice.", path=where)
         seen.add(c.slug)
     name = data.get("name") or (Path(where).stem if where != "concepts" else "custom")
-    return ConceptSet(str(name), concepts, str(data.get("source", "")))
+    name = _text(name, "the concept set 'name'", MAX_NAME_CHARS, where)
+    source_text = _text(data.get("source") or "", "'source'", MAX_DESCRIPTION_CHARS, where)
+    return ConceptSet(name, concepts, source_text)
 
 
 # ---------------------------------------------------------------------- captions

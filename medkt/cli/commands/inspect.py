@@ -18,15 +18,25 @@ def add_arguments(p):
     p.add_argument("--modality", default=None, help="override the modality (CT, MR, US, CXR...)")
     p.add_argument("--read", action="store_true",
                    help="also read the pixels (finds truncated files, NaN-only volumes, decoder problems)")
+    p.add_argument("--max-voxels", type=int, default=None, metavar="N",
+                   help="size limit per image, checked from headers before reading (default 268435456 = "
+                        "512x512x1024); larger images are reported as problems")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def inspect_input(path, *, nifti_volume: int | None = None, modality: str | None = None,
-                  read: bool = False) -> dict:
-    """The data behind ``medkt inspect`` (Python API): ``{"input", "cases": [...], "skipped": [...]}``."""
+                  read: bool = False, max_voxels: int | None = None) -> dict:
+    """The data behind ``medkt inspect`` (Python API): ``{"input", "cases": [...], "skipped": [...]}``.
+
+    Header checks (size limit ``max_voxels``, truncation, geometry) run without ``read``; a case
+    that fails one is listed with its ``problem``.
+    """
     from medkt.errors import MedktError
     from medkt.io import discover_cases, read_case
-    cases = discover_cases(path, nifti_volume=nifti_volume, modality=modality)
+    from medkt.io.checks import resolve_max_voxels
+    if max_voxels is not None:
+        resolve_max_voxels(max_voxels)
+    cases = discover_cases(path, nifti_volume=nifti_volume, modality=modality, max_voxels=max_voxels)
     rows = []
     for c in cases:
         row = {"case_id": c.case_id, "kind": c.kind, "modality": c.info.get("modality", "unknown"),
@@ -54,7 +64,8 @@ def _fmt(v) -> str:
 
 
 def run(args) -> int:
-    data = inspect_input(args.input, nifti_volume=args.nifti_volume, modality=args.modality, read=args.read)
+    data = inspect_input(args.input, nifti_volume=args.nifti_volume, modality=args.modality, read=args.read,
+                         max_voxels=args.max_voxels)
     bad = [r for r in data["cases"] if r["problem"]]
     if args.json:
         print(json.dumps(data, indent=2))

@@ -42,6 +42,8 @@ def add_arguments(p):
     p.add_argument("--diagnostics", action="store_true",
                    help="prompt-sensitivity diagnostic: real vs neutral and random prompts, per case")
     p.add_argument("--seed", type=int, help="noise and point-sampling seed (default from the config)")
+    p.add_argument("--max-voxels", type=int, metavar="N",
+                   help="size limit per input image, checked from headers (default 268435456 = 512x512x1024)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
     p.add_argument("--dry-run", action="store_true", help="list the cases that would be processed and stop")
     p.add_argument("--resume", action="store_true", help="skip cases finished by an earlier run into OUT")
@@ -54,6 +56,7 @@ def run(args) -> int:
                      overrides=args.overrides, model=args.model, sam=args.sam, modality=args.modality,
                      window=args.window, gt=args.gt, mask_format=args.mask_format,
                      diagnostics=True if args.diagnostics else None, seed=args.seed, device=args.device,
+                     max_voxels=args.max_voxels,
                      dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite,
                      finetuned=args.finetuned, concept=args.concept, lr=args.lr)
     if args.dry_run:

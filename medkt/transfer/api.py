@@ -81,7 +81,7 @@ def learn(model, concepts, config=None, out_dir=None, *, images: InversionResult
     interrupted run.
     """
     from medkt.transfer import protocol as P
-    cfg = load_transfer_config(config, overrides=overrides)
+    cfg = copy.deepcopy(load_transfer_config(config, overrides=overrides))  # never the caller's object
     if lr is not None:
         cfg.finetune.lr = float(lr)
     cset = load_concepts(concepts)

@@ -76,14 +76,14 @@ def run_seed(seed: int, lrs, joint_variants, caption: str, log=print) -> list[di
         per = []
         for c in novel:
             res = learn(model, cset.subset([c]), base_cfg, images=subset_inversion(inv, [c]),
-                        overrides=[f"finetune.lr={lr}"], progress=False)
+                        lr=lr, progress=False)
             per.append(score(exp, res.model, [c]))
         merged = {"known": float(np.mean([p["known"] for p in per])),
                   "target": {c: p["target"][c] for c, p in zip(novel, per)},
                   "other_to_target": {c: p["other_to_target"][c] for c, p in zip(novel, per)}}
         rows.append({"seed": seed, "protocol": "per-concept", "lr": lr, **_means(merged, novel)})
         for name, extra in joint_variants.items():
-            res = learn(model, cset, base_cfg, images=inv, overrides=extra + [f"finetune.lr={lr}"], progress=False)
+            res = learn(model, cset, base_cfg, images=inv, overrides=extra, lr=lr, progress=False)
             rows.append({"seed": seed, "protocol": name, "lr": lr, "steps": res.finetune.steps,
                          **_means(score(exp, res.model, novel), novel)})
         for r in rows[-1 - len(joint_variants):]:

@@ -32,6 +32,7 @@ from medkt.transfer.concepts import ConceptSet, load_concepts
 from medkt.transfer.config import InversionConfig, TransferConfig, load_transfer_config
 from medkt.transfer.finetuning import FinetuneResult, finetune
 from medkt.transfer.inversion import InversionResult
+from medkt.transfer.state import restore, state_of
 
 SHORTCUTS = {  # keyword -> config key (the CLI's shortcut flags)
     "seed": "seed", "steps": "inversion.steps", "images_per_concept": "inversion.images_per_concept",
@@ -243,11 +244,11 @@ def weights_format(cfg: TransferConfig) -> str:
 
 def finetune_job(target, inv: InversionResult, cfg: TransferConfig, *, lr: float, protocol: str, kind: str,
                  fingerprint: str, out: Path | None, resume: bool, overwrite: bool, progress: bool,
-                 keep_delta: bool) -> tuple[Finetune, FinetuneResult | None]:
+                 keep_delta: bool, load_resumed: bool = True) -> tuple[Finetune, FinetuneResult | None]:
     """Fine-tune ``target`` in place on ``inv`` at ``lr``; save and mark it done under ``out``.
 
-    With ``resume`` a finished fine-tune of the same fingerprint is loaded into ``target``
-    instead (then the returned FinetuneResult is ``None``).
+    With ``resume`` a finished fine-tune of the same fingerprint is reused instead (loaded
+    into ``target`` if ``load_resumed``; the returned FinetuneResult is then ``None``).
     """
     from medkt.transfer.state import load_finetuned
     names = [c.name for c in inv.concepts]
@@ -263,7 +264,8 @@ def finetune_job(target, inv: InversionResult, cfg: TransferConfig, *, lr: float
                               hint="rerun with the original settings, or pass --overwrite to redo it")
         if resume:
             path = d / info["weights"]
-            load_finetuned(target, path)
+            if load_resumed:
+                load_finetuned(target, path)
             return Finetune(names, lr, path, None, info.get("summary", {}), True, fmt), None
     ft_cfg = copy.deepcopy(cfg.finetune)
     ft_cfg.lr = float(lr)
@@ -343,19 +345,30 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
         inv_rec.write(inv_dir)
     groups = [[c] for c in cset] if protocol == "per-concept" else [list(cset)]
     fts = []
-    with record.timer("finetune_s"):
-        for group in groups:
-            sub = subset_inversion(inv, [c.name for c in group])
-            for value in lrs:
-                cfg_lr = copy.deepcopy(cfg)
-                cfg_lr.finetune.lr = float(value)
-                fp = finetune_fingerprint(base, cfg_lr, [c.name for c in group], kind)
-                target = copy.deepcopy(base)
-                ft, _res = finetune_job(target, sub, cfg, lr=value, protocol=protocol, kind=kind, fingerprint=fp,
-                                        out=out, resume=resume, overwrite=overwrite, progress=progress,
-                                        keep_delta=out is None)
-                del target, _res
-                fts.append(ft)
+    # every fine-tune starts from the original weights: train the base model in place and put the
+    # trained groups back afterwards (exact, and no deep copy of a large model per fine-tune);
+    # LoRA adds modules, so it trains a copy instead
+    lora = cfg.finetune.lora.enabled
+    snap = None if lora else state_of(base, cfg.finetune.train)
+    try:
+        with record.timer("finetune_s"):
+            for group in groups:
+                sub = subset_inversion(inv, [c.name for c in group])
+                for value in lrs:
+                    cfg_lr = copy.deepcopy(cfg)
+                    cfg_lr.finetune.lr = float(value)
+                    fp = finetune_fingerprint(base, cfg_lr, [c.name for c in group], kind)
+                    target = copy.deepcopy(base) if lora else base
+                    ft, _res = finetune_job(target, sub, cfg, lr=value, protocol=protocol, kind=kind,
+                                            fingerprint=fp, out=out, resume=resume, overwrite=overwrite,
+                                            progress=progress, keep_delta=out is None, load_resumed=False)
+                    del target, _res
+                    if snap is not None:
+                        restore(base, snap)
+                    fts.append(ft)
+    finally:
+        if snap is not None:
+            restore(base, snap)
     record.extra["finetunes"] = [f.row(out) for f in fts]
     if out is not None:
         record.write(out)

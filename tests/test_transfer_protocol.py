@@ -61,7 +61,12 @@ def test_joint_gives_one_model_for_the_set(tmp_path):
     rows = list_finetuned(tmp_path)
     assert [r.concept for r in rows] == RARE.names
     assert {r.path for r in rows} == {tmp_path / "joint" / "lr_1e-03" / "delta.safetensors"}
-    assert kt.finetunes[0].concepts == RARE.names and kt.finetunes[0].summary["steps"] == 2  # 6 images, batch 4
+    # joint default: balanced batches (batch_size images of every concept per batch): 2 images each
+    # -> one batch of 6, the step count of one concept alone
+    assert kt.finetunes[0].concepts == RARE.names and kt.finetunes[0].summary["steps"] == 1
+    assert kt.config.finetune.sampling == "balanced" and kt.record["joint_defaults"] == {"finetune.sampling": "balanced"}
+    explicit = run(RARE, "tiny-clip", lr=1e-3, joint=True, sampling="random", **FAST)
+    assert explicit.config.finetune.sampling == "random" and explicit.finetunes[0].summary["steps"] == 2
 
 
 def test_lr_list_runs_one_inversion_and_one_finetune_per_lr(tmp_path, monkeypatch, capsys):

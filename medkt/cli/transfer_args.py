@@ -51,7 +51,13 @@ def add_common(p, *, finetune: bool) -> None:
                             "the original weights, as in the paper)")
         p.add_argument("--epochs", type=int, default=None)
         p.add_argument("--batch-size", type=int, default=None,
-                       help="fine-tuning batch size (with --set finetune.sampling=balanced: images per concept)")
+                       help="fine-tuning batch size (with balanced sampling: images of each concept per batch)")
+        p.add_argument("--sampling", default=None, choices=["random", "balanced"],
+                       help="fine-tuning batches: random (one shuffle) or balanced (every batch mixes all concepts "
+                            "equally; the --joint default)")
+        p.add_argument("--caption", default=None,
+                       help="fine-tuning caption style: definition (paper), name, description, plural, "
+                            "or styles joined with + (e.g. definition+name)")
         p.add_argument("--loss", default=None, help="supcon (default), clip_bank, clip, coca, itm, mlm")
         p.add_argument("--lora", action="store_true", help="train LoRA adapters on the visual encoder")
         p.add_argument("--noise-control", action="store_true",
@@ -74,5 +80,6 @@ def common_kwargs(args) -> dict:
 def transfer_kwargs(args) -> dict:
     """The keywords of :func:`medkt.transfer.run` for parsed ``medkt transfer`` arguments."""
     return {**common_kwargs(args), "out": args.out, "lr": args.lr, "joint": args.joint, "epochs": args.epochs,
-            "batch_size": args.batch_size, "loss": args.loss, "lora": args.lora,
+            "batch_size": args.batch_size, "loss": args.loss, "sampling": args.sampling, "caption": args.caption,
+            "lora": args.lora,
             "noise_control": args.noise_control, "weights_format": args.weights_format}

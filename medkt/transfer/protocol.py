@@ -66,6 +66,31 @@ def resolve_config(config=None, *, preset: str | None = None, overrides: Sequenc
     return load_transfer_config(config, preset=preset, overrides=ov)
 
 
+# A joint fine-tune's defaults (docs/transfer.md "Joint fine-tuning that keeps up"): every batch
+# holds batch_size images of EVERY concept (the other concepts are real negatives of the contrastive
+# loss), so a set takes as many steps as one concept alone instead of n_concepts times more.
+JOINT_DEFAULTS = {"sampling": ("random", "balanced")}
+
+
+def joint_config(cfg: TransferConfig, explicit: Sequence[str] = ()) -> tuple[TransferConfig, dict]:
+    """``cfg`` with :data:`JOINT_DEFAULTS` applied where the field still holds the per-concept
+    default and was not set explicitly (``explicit``: field names such as ``"loss"``).
+    Returns the config and the changes made (recorded in run.json)."""
+    cfg = copy.deepcopy(cfg)
+    changed = {}
+    for key, (per_concept, joint) in JOINT_DEFAULTS.items():
+        if key not in explicit and getattr(cfg.finetune, key) == per_concept:
+            setattr(cfg.finetune, key, joint)
+            changed[f"finetune.{key}"] = joint
+    return cfg, changed
+
+
+def _explicit(overrides: Sequence[str], **kw) -> set[str]:
+    keys = {k for k, v in kw.items() if v is not None}
+    keys |= {o.split("=", 1)[0].strip().split(".")[-1] for o in overrides or () if o.strip().startswith("finetune.")}
+    return keys
+
+
 def resolve_model(model, *, weights=None, device=None):
     """A model object as is (``weights`` must be ``None``), or a name/spec through ``create_model``."""
     if isinstance(model, (str, Path)):
@@ -318,11 +343,14 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
     cset = _concept_set(concepts, only)
     lrs = resolve_lrs(lr, cfg.finetune.lr)
     protocol = "joint" if joint else "per-concept"
+    joint_changes = {}
+    if joint and len(cset) > 1:
+        cfg, joint_changes = joint_config(cfg, _explicit(overrides, loss=loss, sampling=sampling))
     out = prepare_output_dir(out, overwrite=overwrite, resume=resume) if out is not None else None
     record = RunRecord("transfer", config=to_dict(cfg), seed=cfg.seed,
                        weights={"model": base.name, "source": getattr(base, "weights", None)})
     record.extra.update({"protocol": protocol, "concept_set": cset.name, "concepts": cset.names, "lrs": lrs,
-                         "model": base.describe()})
+                         "joint_defaults": joint_changes, "model": base.describe()})
     seed_everything(cfg.seed)
     inv_dir = O.inversion_dir(out) if out is not None else None
     with record.timer("inversion_s"):

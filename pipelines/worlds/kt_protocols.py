@@ -33,7 +33,8 @@ LRS = (1e-4, 2e-4, 3e-4, 5e-4, 1e-3)
 JOINT = {"joint-random-b4": ["finetune.sampling=random", "finetune.batch_size=4"],
          "joint-balanced-b4": ["finetune.sampling=balanced", "finetune.batch_size=4"],
          "joint-balanced-b1": ["finetune.sampling=balanced", "finetune.batch_size=1"],
-         "joint-random-b20": ["finetune.sampling=random", "finetune.batch_size=20"]}
+         "joint-random-b20": ["finetune.sampling=random", "finetune.batch_size=20"],
+         "joint-balanced-b4-e3": ["finetune.sampling=balanced", "finetune.batch_size=4", "finetune.epochs=3"]}
 
 
 @torch.no_grad()
@@ -58,8 +59,9 @@ def score(exp: NaturalExperiment, model, concepts: list[str]) -> dict:
     return out
 
 
-def run_seed(seed: int, lrs, joint_variants, caption: str, log=print) -> list[dict]:
-    from medkt.transfer import invert, learn, load_concepts, load_transfer_config
+def run_seed(seed: int, lrs, joint_variants, caption: str, log=print, cache: str | None = None) -> list[dict]:
+    from medkt.transfer import learn, load_concepts, load_transfer_config
+    from medkt.transfer.inversion import invert
     from medkt.transfer.api import subset_inversion
     settings = KTSettings(seed=seed, caption=caption)
     exp = NaturalExperiment.create(settings)
@@ -68,7 +70,8 @@ def run_seed(seed: int, lrs, joint_variants, caption: str, log=print) -> list[di
     cset = load_concepts([{"name": c.name, "descriptions": [c.description]} for c in exp.world.novel])
     base_cfg = load_transfer_config(overrides=settings.overrides())
     t0 = time.time()
-    inv = invert(model, cset, base_cfg.inversion, seed=seed, progress=False)
+    inv = invert(model, cset, base_cfg.inversion, seed=seed, progress=False,
+                 out_dir=f"{cache}/seed{seed}" if cache else None, resume=bool(cache))
     log(f"seed {seed}: inversion {time.time() - t0:.0f} s")
     base = score(exp, model, novel)
     rows = [{"seed": seed, "protocol": "base", "lr": 0.0, **_means(base, novel)}]
@@ -122,11 +125,12 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(JOINT))
     ap.add_argument("--caption", default="definition+name")
     ap.add_argument("-o", "--out", default="kt_protocols.json")
+    ap.add_argument("--cache", default=None, help="folder to keep (and reuse) the inversions in")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
     for s in args.seeds:
-        rows += run_seed(s, args.lrs, {k: JOINT[k] for k in args.variants}, args.caption)
+        rows += run_seed(s, args.lrs, {k: JOINT[k] for k in args.variants}, args.caption, cache=args.cache)
         sel = {b: select(rows, b) for b in (2.0, 5.0)}
         with open(args.out, "w") as f:
             json.dump({"seeds": args.seeds, "caption": args.caption, "rows": rows, "selected": sel}, f, indent=1)

@@ -64,8 +64,17 @@ def test_joint_gives_one_model_for_the_set(tmp_path):
     # joint default: balanced batches (batch_size images of every concept per batch): 2 images each
     # -> one batch of 6, the step count of one concept alone
     assert kt.finetunes[0].concepts == RARE.names and kt.finetunes[0].summary["steps"] == 1
-    assert kt.config.finetune.sampling == "balanced" and kt.record["joint_defaults"] == {"finetune.sampling": "balanced"}
-    explicit = run(RARE, "tiny-clip", lr=1e-3, joint=True, sampling="random", **FAST)
+    # --joint alone = the joint recipe (configs/transfer/joint.yaml): text encoder, balanced batches
+    assert kt.record["preset"] == "joint" and kt.config.finetune.train == ["text"]
+    assert kt.config.finetune.sampling == "balanced"
+    delta = _delta(rows[0].path)
+    text_names = {n for n, p in kt.base_model.named_parameters()
+                  if id(p) in {id(q) for q in kt.base_model.parameters_of("text")}}
+    assert delta and set(delta) <= text_names
+    # with a preset, its recipe is kept and only the sampling becomes balanced (unless given)
+    paper = run(RARE, "tiny-clip", lr=1e-3, joint=True, preset="paper", **FAST)
+    assert paper.config.finetune.train == ["visual"] and paper.record["joint_defaults"] == {"finetune.sampling": "balanced"}
+    explicit = run(RARE, "tiny-clip", lr=1e-3, joint=True, preset="paper", sampling="random", **FAST)
     assert explicit.config.finetune.sampling == "random" and explicit.finetunes[0].summary["steps"] == 2
 
 

@@ -70,6 +70,7 @@ def resolve_config(config=None, *, preset: str | None = None, overrides: Sequenc
 # holds batch_size images of EVERY concept (the other concepts are real negatives of the contrastive
 # loss), so a set takes as many steps as one concept alone instead of n_concepts times more.
 JOINT_DEFAULTS = {"sampling": ("random", "balanced")}
+JOINT_PRESET = "joint"  # the recipe of `--joint` without --preset/--config (configs/transfer/joint.yaml)
 
 
 def joint_config(cfg: TransferConfig, explicit: Sequence[str] = ()) -> tuple[TransferConfig, dict]:
@@ -335,6 +336,8 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
     """
     from medkt.transfer.api import noise_result, subset_inversion
     from medkt.transfer.inversion import invert as _invert
+    if joint and preset is None and config is None:
+        preset = JOINT_PRESET  # --joint alone = the joint recipe
     cfg = resolve_config(config, preset=preset, overrides=overrides, lora=lora, noise_control=noise_control,
                          seed=seed, steps=steps, images_per_concept=images_per_concept, batch_images=batch_images,
                          epochs=epochs, batch_size=batch_size, loss=loss, caption=caption, sampling=sampling,
@@ -350,7 +353,7 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
     record = RunRecord("transfer", config=to_dict(cfg), seed=cfg.seed,
                        weights={"model": base.name, "source": getattr(base, "weights", None)})
     record.extra.update({"protocol": protocol, "concept_set": cset.name, "concepts": cset.names, "lrs": lrs,
-                         "joint_defaults": joint_changes, "model": base.describe()})
+                         "preset": preset, "joint_defaults": joint_changes, "model": base.describe()})
     seed_everything(cfg.seed)
     inv_dir = O.inversion_dir(out) if out is not None else None
     with record.timer("inversion_s"):

@@ -34,7 +34,9 @@ JOINT = {"joint-random-b4": ["finetune.sampling=random", "finetune.batch_size=4"
          "joint-balanced-b4": ["finetune.sampling=balanced", "finetune.batch_size=4"],
          "joint-balanced-b1": ["finetune.sampling=balanced", "finetune.batch_size=1"],
          "joint-random-b20": ["finetune.sampling=random", "finetune.batch_size=20"],
-         "joint-balanced-b4-e3": ["finetune.sampling=balanced", "finetune.batch_size=4", "finetune.epochs=3"]}
+         "joint-balanced-b4-e3": ["finetune.sampling=balanced", "finetune.batch_size=4", "finetune.epochs=3"],
+         "joint-text-balanced-b4": ["finetune.sampling=balanced", "finetune.train=[text]"],
+         "per-concept-text": ["finetune.train=[text]"]}
 
 
 @torch.no_grad()
@@ -86,6 +88,14 @@ def run_seed(seed: int, lrs, joint_variants, caption: str, log=print, cache: str
                   "other_to_target": {c: p["other_to_target"][c] for c, p in zip(novel, per)}}
         rows.append({"seed": seed, "protocol": "per-concept", "lr": lr, **_means(merged, novel)})
         for name, extra in joint_variants.items():
+            if name.startswith("per-concept"):
+                per = [score(exp, learn(model, cset.subset([c]), base_cfg, images=subset_inversion(inv, [c]),
+                                        overrides=extra, lr=lr, progress=False).model, [c]) for c in novel]
+                merged = {"known": float(np.mean([p["known"] for p in per])),
+                          "target": {c: p["target"][c] for c, p in zip(novel, per)},
+                          "other_to_target": {c: p["other_to_target"][c] for c, p in zip(novel, per)}}
+                rows.append({"seed": seed, "protocol": name, "lr": lr, **_means(merged, novel)})
+                continue
             res = learn(model, cset, base_cfg, images=inv, overrides=extra, lr=lr, progress=False)
             rows.append({"seed": seed, "protocol": name, "lr": lr, "steps": res.finetune.steps,
                          **_means(score(exp, res.model, novel), novel)})

@@ -5,7 +5,8 @@ One inversion of all 5 novel concepts per seed (images are independent of the ba
 * ``per-concept``: one fine-tune from the original weights per concept and lr (paper protocol);
 * ``joint-<sampling>-b<k>``: one fine-tune of all 5 concepts per lr, with the given batch
   sampling (``random``: one shuffle, k images per batch; ``balanced``: k images of every
-  concept per batch).
+  concept per batch); ``joint-text-*`` trains the text encoder instead (the ``joint`` preset);
+* ``per-concept-text``: the per-concept protocol on the text encoder.
 
 Each model is scored on the world's own prompts, label set = all 105 names:
 ``target`` (a concept's images called by its name), ``known`` (known-class accuracy),
@@ -14,7 +15,11 @@ compositions that a concept's name takes).  Per-concept figures are means over t
 per-concept models.  Then per protocol the largest lr whose known-class drop stays
 within the budget (2 and 5 points) is selected.
 
-    python pipelines/worlds/kt_protocols.py --seeds 0 1 2 -o kt_protocols.json
+    python pipelines/worlds/kt_protocols.py --seeds 0 1 2 --cache inv/ -o kt_protocols.json
+    python pipelines/worlds/kt_protocols.py --seeds 0 1 2 --lrs 3e-4 1e-3 2e-3 \
+        --variants joint-text-balanced-b4 per-concept-text --cache inv/ -o kt_text.json
+
+docs/transfer.md "Joint fine-tuning that keeps up" holds the measured table.
 """
 from __future__ import annotations
 

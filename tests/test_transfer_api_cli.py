@@ -9,7 +9,7 @@ import torch
 
 from medkt.cli.main import main
 from medkt.models import create_model
-from medkt.transfer import api, invert, learn, load_concepts, load_finetuned, state_of
+from medkt.transfer import api, invert, learn, load_concepts, load_finetuned, protocol, state_of
 from medkt.transfer.concepts import concepts_dir
 
 RARE = load_concepts("rare")
@@ -27,7 +27,7 @@ def test_learn_leaves_model_untouched_and_supports_sweeps():
     model = create_model("tiny-clip")
     snap = state_of(model)
     inv = invert(model, RARE, {"steps": 12, "images_per_concept": 3}, progress=False)
-    runs = [learn(model, RARE, overrides=QUICK[:2] + [f"finetune.lr={lr}"], images=inv, progress=False)
+    runs = [learn(model, RARE, overrides=QUICK[:2], lr=lr, images=inv, progress=False)
             for lr in (1e-4, 1e-3)]
     assert _same(snap, state_of(model))
     assert runs[0].model is not model and runs[0].inversion is inv
@@ -47,16 +47,16 @@ def test_noise_control_uses_pure_noise():
 
 def test_learn_resume_after_crash_in_finetune(tmp_path, monkeypatch):
     model = create_model("tiny-clip")
-    real = api.finetune
+    real = protocol.finetune
 
     def boom(*a, **k):
         raise RuntimeError("injected crash")
 
-    monkeypatch.setattr(api, "finetune", boom)
+    monkeypatch.setattr(protocol, "finetune", boom)
     with pytest.raises(RuntimeError):
         learn(model, RARE, overrides=QUICK, out_dir=tmp_path, progress=False)
-    assert len(list((tmp_path / ".medkt" / "done").glob("invert-*.json"))) == 3
-    monkeypatch.setattr(api, "finetune", real)
+    assert len(list((tmp_path / "inversion" / ".medkt" / "done").glob("invert-*.json"))) == 3
+    monkeypatch.setattr(protocol, "finetune", real)
     res = learn(model, RARE, overrides=QUICK, out_dir=tmp_path, resume=True, progress=False)
     assert res.inversion.resumed == RARE.names
     assert res.weights_path.exists()
@@ -79,28 +79,30 @@ def _write_folder(root, classes: dict):
 def test_cli_transfer_zeroshot_invert_end_to_end(tmp_path, capsys):
     out = tmp_path / "kt"
     argv = ["transfer", "--concepts", str(concepts_dir() / "rare.yaml"), "--model", "tiny-clip", "--out", str(out),
-            "--steps", "15", "--images-per-concept", "3", "--lr", "1e-3", "--seed", "1", "--no-progress"]
+            "--steps", "15", "--images-per-concept", "3", "--lr", "1e-3", "--seed", "1", "--no-progress", "--joint"]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "Moongate" in text and "weights:" in text
+    assert "Moongate" in text and "joint/lr_1e-03/delta.safetensors" in text
     run = json.loads((out / "run.json").read_text())
     assert run["command"] == "transfer" and run["seed"] == 1 and run["config"]["inversion"]["steps"] == 15
     assert run["environment"]["packages"]["torch"] and run["timings"]["inversion_s"] > 0
-    assert len(run["inversion"]["history"]["Moongate"]) >= 1 and run["finetune"]["steps"] == 2  # 4 + 5
+    assert len(run["inversion"]["history"]["Moongate"]) >= 1 and run["finetunes"][0]["steps"] == 1  # joint: balanced, 3 of each
+    assert run["protocol"] == "joint" and run["lrs"] == [1e-3]
     for c in ("moongate", "tonometer", "gyroscope"):
-        assert len(list((out / "images" / c).glob("*.png"))) == 3
-        assert (out / "images" / c / "images.safetensors").exists()
-    weights = out / "weights" / "finetuned-delta.safetensors"
+        assert len(list((out / "inversion" / "images" / c).glob("*.png"))) == 3
+        assert (out / "inversion" / "images" / c / "images.safetensors").exists()
+    weights = out / "joint" / "lr_1e-03" / "delta.safetensors"
     assert weights.exists()
     # rerunning without --resume refuses; with --resume nothing is redone
     assert main(argv) == 2 and "already holds results" in capsys.readouterr().err
     assert main(argv + ["--resume"]) == 0
     run2 = json.loads((out / "run.json").read_text())
-    assert run2["inversion"]["resumed"] == RARE.names and run2.get("finetune_resumed") is True
+    assert run2["inversion"]["resumed"] == RARE.names and run2["finetunes"][0]["resumed"] is True
 
     # zero-shot before/after on folder-per-class sets built from the run's own images
     from safetensors.torch import load_file
-    imgs = {c.name: load_file(str(out / "images" / c.slug / "images.safetensors"))["images"] for c in RARE}
+    imgs = {c.name: load_file(str(out / "inversion" / "images" / c.slug / "images.safetensors"))["images"]
+            for c in RARE}
     g = torch.Generator().manual_seed(0)
     _write_folder(tmp_path / "target", imgs)
     _write_folder(tmp_path / "reference", {"dog": torch.rand(2, 3, 64, 64, generator=g),
@@ -119,7 +121,7 @@ def test_cli_transfer_zeroshot_invert_end_to_end(tmp_path, capsys):
         assert 0 <= row["target_accuracy"] <= 1 and 0 <= row["reference_accuracy"] <= 1
         assert set(row["specificity"]) == set(RARE.names)
         assert all(row["specificity"][c] == pytest.approx(1 - row["ood_share_as_concept"][c]) for c in RARE.names)
-    assert rep["finetuned"].endswith("finetuned-delta.safetensors")
+    assert rep["finetuned"].endswith("delta.safetensors")
     # the saved delta applied to a fresh model reproduces the fine-tuned weights of the run
     fresh = create_model("tiny-clip")
     assert load_finetuned(fresh, out)["format"] == "delta"
@@ -145,7 +147,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_learn_with_lora_saves_only_the_adapter(tmp_path):
     model = create_model("tiny-clip")
     res = learn(model, RARE.subset(["Gyroscope"]), "lora", tmp_path, overrides=QUICK, progress=False)
-    assert res.weights_path.name == "finetuned-lora.safetensors"
+    assert res.weights_path.name == "lora.safetensors" and res.weights_path.parent.name == "lr_1e-03"
     from medkt.transfer.state import read_weights
     tensors, meta = read_weights(res.weights_path)
     assert meta["format"] == "lora" and all(k.endswith((".lora_A", ".lora_B")) for k in tensors)

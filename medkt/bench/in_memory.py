@@ -71,6 +71,5 @@ def learn_concepts(model, concepts: str, names=(), *, lr: float | None = None, p
     from medkt.transfer import learn, load_concepts, load_transfer_config
     cset = load_concepts(concepts)
     chosen = load_concepts([cset.get(n) for n in names]) if names else cset
-    ov = list(overrides) + ([f"finetune.lr={lr!r}"] if lr is not None else [])
-    cfg = load_transfer_config(None, preset=preset, overrides=ov)
-    return learn(model, chosen, cfg, progress=progress).model
+    cfg = load_transfer_config(None, preset=preset, overrides=list(overrides))
+    return learn(model, chosen, cfg, lr=lr, progress=progress).model

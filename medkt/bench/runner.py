@@ -247,7 +247,8 @@ def kt_base(cfg: ExperimentConfig, kt: "KnowledgeTransfer | None"):
 # ---------------------------------------------------------------------- Knowledge Transfer
 def _invert_job(job: dict, model=None) -> str:
     """One concept's inversion (a Ray task or a local call); images land in ``job["out_dir"]``."""
-    from medkt.transfer import invert, load_concepts
+    from medkt.transfer import load_concepts
+    from medkt.transfer.inversion import invert  # the engine: images only, no run.json per job
     if model is None:
         from medkt.models import create_model
         model = create_model(job["model"], weights=job["weights"], device=job["device"])
@@ -304,19 +305,20 @@ class KnowledgeTransfer:
         worker and this process evaluate bitwise the same model.  :meth:`release` restores
         the original weights.
         """
-        from medkt.transfer import invert, learn, load_finetuned, restore, state_of
+        from medkt.transfer import learn, load_finetuned, restore, state_of
+        from medkt.transfer.inversion import invert  # the engine: the shared folder holds images only
         if self._snapshot is None:
             self._snapshot = state_of(self.base)
         cset = self.concepts_for(group)
         inv = invert(self.base, cset, self.tcfg.inversion, seed=self.tcfg.seed,
                      out_dir=self.root / "inversions", resume=True, progress=self.progress)
-        overrides = [f"finetune.lr={run.lr * group.lr_scale!r}"]
+        overrides = []
         if run.batch_size:
             overrides.append(f"finetune.batch_size={run.batch_size}")
         try:
             inplace = not self.tcfg.finetune.lora.enabled  # LoRA adds modules: train a copy instead
             res = learn(self.base, cset, self.tcfg, out_dir=self.root / group.name / run.run_id, images=inv,
-                        overrides=overrides, resume=True, inplace=inplace, progress=self.progress)
+                        overrides=overrides, lr=run.lr * group.lr_scale, resume=True, inplace=inplace, progress=self.progress)
             del res.model
             restore(self.base, self._snapshot)
             load_finetuned(self.base, res.weights_path)

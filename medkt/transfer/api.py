@@ -1,35 +1,33 @@
-"""``learn()``: inversion + fine-tuning, with outputs, run.json and resume.
+"""``learn()``: inversion + ONE fine-tune of a concept set, with outputs, run.json and resume.
 
 The model passed in is left untouched unless ``inplace=True``; the fine-tuned model is
-a deep copy in :attr:`TransferResult.model`.  So a learning-rate sweep is::
+a deep copy in :attr:`TransferResult.model`.  For the paper's protocol (one fine-tune per
+concept) and learning-rate sweeps use :func:`medkt.transfer.run`; by hand a sweep is::
 
     inv = invert(model, concepts, cfg.inversion, seed=cfg.seed)
     for lr in lrs:
-        res = learn(model, concepts, cfg, images=inv, overrides=[f"finetune.lr={lr}"])
+        res = learn(model, concepts, cfg, images=inv, lr=lr)
 
-Resume: finished concepts are loaded from ``images/`` (their done-markers must match
-the run's fingerprint); a finished fine-tune (``.medkt/done/finetune.json``) is loaded
-from ``weights/`` instead of being trained again.
+With ``out_dir`` the layout is that of ``medkt transfer`` (:mod:`medkt.transfer.outputs`):
+``inversion/`` plus ``concepts/<slug>/lr_<tag>/`` for one concept, or ``joint/lr_<tag>/``
+for several.  Resume: finished concepts are loaded from ``inversion/`` (their
+done-markers must match the run's fingerprint); a finished fine-tune
+(``finetune.json``) is loaded instead of being trained again.
 """
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medkt.config import to_dict
-from medkt.errors import ConfigError
-from medkt.runs import RunRecord, atomic_write_json, prepare_output_dir, seed_everything
+from medkt.runs import RunRecord, prepare_output_dir, seed_everything
 from medkt.transfer import augment as A
 from medkt.transfer import outputs as O
 from medkt.transfer.concepts import inversion_text, load_concepts
 from medkt.transfer.config import TransferConfig, load_transfer_config
 from medkt.transfer.finetuning import FinetuneResult, finetune
 from medkt.transfer.inversion import InversionResult, invert
-from medkt.transfer.state import load_finetuned
 
 
 @dataclass
@@ -57,84 +55,71 @@ def noise_result(model, concepts, cfg: TransferConfig) -> InversionResult:
                            concepts=list(concepts), layer=None)
 
 
-def _weights_format(cfg: TransferConfig) -> str:
-    fmt = cfg.weights_format
-    if fmt == "auto":
-        return "lora" if cfg.finetune.lora.enabled else "delta"
-    if fmt == "lora" and not cfg.finetune.lora.enabled:
-        raise ConfigError("weights_format=lora needs finetune.lora.enabled=true.",
-                          hint="set finetune.lora.enabled=true or weights_format=delta")
-    if fmt not in ("delta", "full", "lora"):
-        raise ConfigError(f"unknown weights_format '{fmt}'; use auto, delta, full or lora.")
-    return fmt
-
-
-def _fingerprint(model, cfg: TransferConfig, concepts) -> str:
-    blob = json.dumps({"cfg": to_dict(cfg), "model": model.name, "concepts": [c.name for c in concepts]},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def subset_inversion(inv: InversionResult, names) -> InversionResult:
+    """The images of concepts ``names`` only (same tensors, concept order of ``names``)."""
+    names = [c.name for c in inv.concepts if c.name in set(names)]
+    idx = [i for n in names for i, m in enumerate(inv.concept_names) if m == n]
+    pick = lambda t: None if t is None else t[idx]  # noqa: E731
+    return InversionResult(images=inv.images[idx], concept_names=[inv.concept_names[i] for i in idx],
+                           captions=[inv.captions[i] for i in idx],
+                           concepts=[c for c in inv.concepts if c.name in names], layer=inv.layer,
+                           score=pick(inv.score), initial_score=pick(inv.initial_score),
+                           history={n: inv.history[n] for n in names if n in inv.history},
+                           seconds=inv.seconds, resumed=[n for n in inv.resumed if n in names])
 
 
 def learn(model, concepts, config=None, out_dir=None, *, images: InversionResult | None = None,
-          overrides: list[str] | None = None, inplace: bool = False, resume: bool = False,
-          overwrite: bool = False, progress: bool = True) -> TransferResult:
-    """See :func:`medkt.transfer.learn`."""
-    cfg = load_transfer_config(config, overrides=overrides)
+          overrides: list[str] | None = None, lr: float | None = None, inplace: bool = False,
+          resume: bool = False, overwrite: bool = False, progress: bool = True) -> TransferResult:
+    """Invert + ONE fine-tune of the whole set ``concepts`` (for the paper's per-concept
+    protocol and sweeps use :func:`medkt.transfer.run`).
+
+    By default ``model`` is left untouched and ``result.model`` is a fine-tuned deep copy
+    (``inplace=True`` trains ``model`` itself).  ``images`` reuses an earlier inversion;
+    ``lr`` sets ``finetune.lr``.  With ``out_dir``: the layout of ``medkt transfer``
+    (inversion, weights, ``run.json``), written atomically; ``resume=True`` continues an
+    interrupted run.
+    """
+    from medkt.transfer import protocol as P
+    cfg = copy.deepcopy(load_transfer_config(config, overrides=overrides))  # never the caller's object
+    if lr is not None:
+        cfg.finetune.lr = float(lr)
     cset = load_concepts(concepts)
-    fmt = _weights_format(cfg)
+    proto = "per-concept" if len(cset) == 1 else "joint"
     out = prepare_output_dir(out_dir, overwrite=overwrite, resume=resume) if out_dir is not None else None
     record = RunRecord("transfer", config=to_dict(cfg), seed=cfg.seed,
                        weights={"model": model.name, "source": getattr(model, "weights", None)})
-    record.extra.update({"concept_set": cset.name, "concepts": cset.names, "model": model.describe()})
+    record.extra.update({"protocol": proto, "concept_set": cset.name, "concepts": cset.names,
+                         "lrs": [cfg.finetune.lr], "model": model.describe()})
     seed_everything(cfg.seed)
+    inv_dir = O.inversion_dir(out) if out is not None else None
     with record.timer("inversion_s"):
         if images is not None:
             inv, kind = images, "given"
         elif cfg.noise_control:
             inv, kind = noise_result(model, cset, cfg), "noise_control"
+            if inv_dir is not None and cfg.save_images:
+                for c in cset:
+                    O.save_concept(inv_dir, c.slug, inv.for_concept(c.name), captions=[], layer=None,
+                                   info={"noise_control": True}, fingerprint="noise")
         else:
-            inv, kind = invert(model, cset, cfg.inversion, seed=cfg.seed, out_dir=out, resume=resume,
+            inv, kind = invert(model, cset, cfg.inversion, seed=cfg.seed, out_dir=inv_dir, resume=resume,
                                progress=progress), "inversion"
-    if out is not None and kind == "noise_control" and cfg.save_images:
-        for c in cset:
-            O.save_concept(out, c.slug, inv.for_concept(c.name), captions=[], layer=None,
-                           info={"noise_control": True}, fingerprint="noise")
-    record.extra["inversion"] = {"kind": kind, "resumed": inv.resumed, "per_concept": inv.summary(),
-                                 "history": inv.history, "seconds": inv.seconds}
+    record.extra["inversion"] = P._inversion_summary(inv, kind, inv_dir)
     target = model if inplace else copy.deepcopy(model)
-    fp = _fingerprint(model, cfg, cset)
-    weights_path = out / "weights" / f"finetuned-{fmt}.safetensors" if out is not None else None
-    marker = O.marker_path(out, "finetune", "all") if out is not None else None
-    ft = None
-    if resume and marker is not None and marker.exists() and weights_path.exists():
-        info = json.loads(marker.read_text())
-        if info.get("fingerprint") == fp:
-            load_finetuned(target, weights_path)
-            ft = FinetuneResult(model=target, delta={}, trained=info.get("trained", []),
-                                losses=info.get("losses", []), steps=info.get("steps", 0),
-                                seconds=info.get("seconds", 0.0), config=cfg.finetune)
-            record.extra["finetune_resumed"] = True
-    if ft is None:
-        with record.timer("finetune_s"):
-            ft = finetune(target, inv, config=cfg.finetune, seed=cfg.seed, progress=progress)
-        if out is not None:
-            ft.save(weights_path, fmt, {"concepts": cset.names, "config": to_dict(cfg.finetune),
-                                        "seed": cfg.seed, "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            atomic_write_json(marker, {"fingerprint": fp, "trained": ft.trained, "losses": ft.losses,
-                                       "steps": ft.steps, "seconds": ft.seconds})
-    record.extra["finetune"] = {**ft.summary(), "trained": ft.trained, "parts": ft.parts,
-                                "weights": str(weights_path) if weights_path else None, "format": fmt}
+    fp = P.finetune_fingerprint(model, cfg, cset.names, kind)
+    with record.timer("finetune_s"):
+        job, ft = P.finetune_job(target, inv, cfg, lr=cfg.finetune.lr, protocol=proto, kind=kind, fingerprint=fp,
+                                 out=out, resume=resume, overwrite=overwrite, progress=progress, keep_delta=False)
+    if ft is None:  # resumed: the saved weights were loaded into ``target``
+        s = job.summary
+        ft = FinetuneResult(model=target, delta={}, trained=[], losses=[], steps=s.get("steps", 0),
+                            seconds=s.get("seconds", 0.0), config=cfg.finetune)
+        record.extra["finetune_resumed"] = True
+    record.extra["finetune"] = {**job.summary, "trained": ft.trained, "weights": str(job.path) if job.path else None,
+                                "format": job.format}
+    record.extra["finetunes"] = [job.row(out)]
     if out is not None:
         record.write(out)
     return TransferResult(model=target, inversion=inv, finetune=ft, config=cfg, out_dir=out,
-                          weights_path=weights_path, record=record.as_dict())
-
-
-def learn_many(model, concepts, config=None, *, lrs, images=None, progress=False) -> list[TransferResult]:
-    """Convenience sweep: one inversion, then ``learn`` per learning rate (model untouched)."""
-    cfg = load_transfer_config(config)
-    cset = load_concepts(concepts)
-    inv = images or invert(model, cset, cfg.inversion, seed=cfg.seed, progress=progress)
-    return [learn(model, cset, cfg, images=inv, overrides=[f"finetune.lr={lr}"], progress=progress)
-            for lr in lrs]
-
+                          weights_path=job.path, record=record.as_dict())

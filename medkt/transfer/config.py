@@ -97,6 +97,9 @@ class FinetuneConfig:
     mlm_probability: float = 0.15  # ViLT implicit transfer: whole-word masking rate
     itm_negatives: int = 1  # ViLT ITM: negatives per positive
     shuffle: bool = True
+    # random (one shuffle of all images) | balanced (every batch holds batch_size images of every
+    # concept: a joint fine-tune mixes all concepts per batch and takes one concept's step count)
+    sampling: str = "random"
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 

@@ -18,6 +18,7 @@ and ViLT (``itm``, ``mlm``) plug in here.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +71,11 @@ class FinetuneResult:
         raise ConfigError(f"unknown weights format '{fmt}'; use delta, lora or full.")
 
     def summary(self) -> dict:
+        """Steps, seconds, and ``loss_first`` / ``loss_last``: mean loss over the first / last
+        10 % of steps (at least one step each; with < 10 steps that is a single step)."""
         n = len(self.losses)
-        head = self.losses[: max(1, n // 10)]
-        tail = self.losses[-max(1, n // 10):]
+        k = max(1, math.ceil(n / 10))
+        head, tail = self.losses[:k], self.losses[-k:]
         return {"steps": self.steps, "seconds": self.seconds, "trained_tensors": len(self.trained),
                 "loss_first": sum(head) / len(head) if head else None,
                 "loss_last": sum(tail) / len(tail) if tail else None,
@@ -193,6 +196,35 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
     return out
 
 
+SAMPLINGS = ("random", "balanced")
+
+
+def epoch_batches(names: Sequence[str], cfg: FinetuneConfig, generator: torch.Generator) -> list[list[int]]:
+    """Index batches of one epoch over images whose concepts are ``names`` (one per image).
+
+    ``random``: one shuffle of all images, ``batch_size`` images per batch.
+    ``balanced``: each concept's images shuffled on their own; batch ``b`` holds images
+    ``b·k .. b·k+k-1`` of *every* concept (``k = batch_size``), so every batch mixes all
+    concepts in equal numbers (real negatives for the contrastive loss) and a set of
+    concepts takes as many steps as one concept alone.  With one concept both are the same
+    (same order, same batches).
+    """
+    n = len(names)
+    if cfg.sampling not in SAMPLINGS:
+        raise ConfigError(f"unknown finetune.sampling '{cfg.sampling}'; use random or balanced.")
+    if cfg.sampling == "random":
+        order = (torch.randperm(n, generator=generator) if cfg.shuffle else torch.arange(n)).tolist()
+        return _batches(order, cfg.batch_size)
+    groups: dict[str, list[int]] = {}
+    for i, nm in enumerate(names):
+        groups.setdefault(nm, []).append(i)
+    for nm, idx in groups.items():
+        perm = torch.randperm(len(idx), generator=generator) if cfg.shuffle else torch.arange(len(idx))
+        groups[nm] = [idx[j] for j in perm.tolist()]
+    per = [_batches(idx, cfg.batch_size) for idx in groups.values()]
+    return [[i for g in per if b < len(g) for i in g[b]] for b in range(max(len(g) for g in per))]
+
+
 def _trainable(model, cfg: FinetuneConfig, seed: int):
     adapters = None
     if cfg.lora.enabled:
@@ -209,8 +241,17 @@ def _trainable(model, cfg: FinetuneConfig, seed: int):
 
 
 def finetune(model, images, captions=None, config=None, *, concept_names=None, bank=(), seed: int = 0,
-             progress: bool = True) -> FinetuneResult:
-    """See :func:`medkt.transfer.finetune`."""
+             progress: bool = True, desc: str = "fine-tune") -> FinetuneResult:
+    """Fine-tune ``model`` **in place** on (image, caption) pairs; returns :class:`FinetuneResult`.
+
+    ``images``: ``[N, C, H, W]`` in [0, 1], or an :class:`InversionResult` (its images,
+    captions built from its concepts with ``config.caption``, and relaxed tokens handled).
+    ``captions``: one per image (required for raw tensors).  ``concept_names`` (per image)
+    is needed by CoCa targets, clip_bank negatives and ``sampling=balanced``.  ``bank``:
+    extra negative captions.  Only ``config.train`` groups (or LoRA adapters) receive
+    gradients; everything else is bitwise unchanged.  ``result.delta`` holds
+    trained-minus-original tensors.  ``desc`` labels the progress bar.
+    """
     cfg = coerce(FinetuneConfig, config)
     loss_fn = look_up("fine-tuning loss", cfg.loss, LOSSES)
     if cfg.loss in ("supcon", "clip", "clip_bank"):
@@ -239,13 +280,11 @@ def finetune(model, images, captions=None, config=None, *, concept_names=None, b
         opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                weight_decay=cfg.weight_decay)
         order_gen = torch.Generator().manual_seed(int(seed) + 1)
-        n = x_all.shape[0]
+        epochs = [epoch_batches(names, cfg, order_gen) for _ in range(cfg.epochs)]
         from tqdm.auto import tqdm
-        total = cfg.epochs * len(_batches(list(range(n)), cfg.batch_size))
-        bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not progress, leave=False)
-        for _epoch in range(cfg.epochs):
-            order = (torch.randperm(n, generator=order_gen) if cfg.shuffle else torch.arange(n)).tolist()
-            for idx in _batches(order, cfg.batch_size):
+        bar = tqdm(total=sum(map(len, epochs)), desc=desc, unit="step", disable=not progress)
+        for batches in epochs:
+            for idx in batches:
                 batch = {"x": x_all[idx].to(dev), "captions": [caps[j] for j in idx],
                          "names": [names[j] for j in idx]}
                 loss, part = loss_fn(ctx, batch)

@@ -344,7 +344,7 @@ def optimise(problem: _Problem, cfg: InversionConfig, *, progress: bool = True, 
 
 def _bar(total, desc, enabled):
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, leave=False)
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled)  # bars stay (honest log)
 
 
 def _history(concepts, n_per, rows) -> dict:
@@ -359,7 +359,8 @@ def _history(concepts, n_per, rows) -> dict:
 
 def invert(model, concepts, config=None, *, seed: int = 0, out_dir=None, resume: bool = False,
            progress: bool = True, reference_images=None) -> InversionResult:
-    """See :func:`medkt.transfer.invert`."""
+    """The inversion engine behind :func:`medkt.transfer.invert` (which adds option handling and
+    run.json): ``config`` is an :class:`InversionConfig` or a dict of its fields."""
     from medkt.runs import seed_everything
     from medkt.transfer import outputs as O
     cfg = coerce(InversionConfig, config)

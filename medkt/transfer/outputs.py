@@ -203,9 +203,9 @@ def find_finetuned(run_dir, concept: str | None = None, lr: float | None = None)
         lrs = sorted({r.lr for r in rows})
         what = []
         if len(concepts) > 1:
-            what.append("--concept " + " | ".join(concepts))
+            what.append("a concept (" + " | ".join(concepts) + ")")
         if len(lrs) > 1:
-            what.append("--lr " + " | ".join(f"{v:g}" for v in lrs))
+            what.append("an lr (" + " | ".join(f"{v:g}" for v in lrs) + ")")
         raise InputError(f"this run holds {len(paths)} fine-tuned weights files; say which one.",
                          path=str(run_dir), hint="choose " + " and ".join(what))
     return paths[0]

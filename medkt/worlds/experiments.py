@@ -175,7 +175,7 @@ class NaturalExperiment:
         t0 = time.time()
         res = learn(self.model, transfer_concept(self.world, name), None,
                     images=None if noise else self.inversion(name),
-                    overrides=self.settings.overrides() + extra + [f"finetune.lr={lr}"], progress=False)
+                    overrides=self.settings.overrides() + extra, lr=lr, progress=False)
         row = self.evaluate(res.model, name)
         return {"concept": name, "variant": variant, "lr": lr, "target_acc": row["target_acc"],
                 "known_acc": row["known_acc"], "specificity": row["specificity"],

@@ -133,7 +133,7 @@ def phantom_kt(s: PhantomSettings | None = None, model=None, sam_model=None, kee
     log(f"  baseline   DSC {b['dsc']:5.1f}  saliency-in-mask {b['energy_in_mask']:5.1f}  "
         f"normal-vs-{HELD_OUT} accuracy {b['detection']:5.1f}")
     for lr in s.kt_lrs:
-        res = learn(model, concept, cfg, images=inv, overrides=[f"finetune.lr={lr}"], progress=False)
+        res = learn(model, concept, cfg, images=inv, lr=lr, progress=False)
         r = run_pipeline(res.model, sam_model, data.images, data.masks, prompt, s, keep)
         r["detection"] = nodule_detection(res.model, s.n_per_modality)
         rows[f"KT lr {lr:g}"] = r

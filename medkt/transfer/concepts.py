@@ -46,13 +46,18 @@ class Concept:
     @property
     def slug(self) -> str:
         """File-system-safe name (``"Pleural Effusion"`` → ``"pleural-effusion"``)."""
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "concept"
+        return slugify(self.name)
 
     def description(self, index: int = 0, short: bool = False) -> str:
         """Description ``index`` (cycled); ``short`` prefers ``short_description``."""
         if short and self.short_description:
             return self.short_description
         return self.descriptions[index % len(self.descriptions)]
+
+
+def slugify(name: str) -> str:
+    """File-system-safe name (``"Pleural Effusion"``, ``"pleural_effusion"`` → ``"pleural-effusion"``)."""
+    return re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-") or "concept"
 
 
 @dataclass

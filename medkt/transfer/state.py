@@ -108,22 +108,34 @@ def read_weights(path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
-def find_weights(path) -> Path:
-    """A weights file, or the one in a run folder (``<run>/weights/*.safetensors``)."""
+def read_meta(path) -> dict:
+    """The string metadata of a safetensors file (header only; no tensor is read)."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def find_weights(path, concept: str | None = None, lr: float | None = None) -> Path:
+    """A weights file itself, or the one of a transfer run folder for ``concept`` / ``lr``
+    (see :func:`medkt.transfer.outputs.find_finetuned`; either may be omitted when the
+    run holds only one choice)."""
     path = Path(path)
     if path.is_dir():
-        cands = sorted((path / "weights").glob("*.safetensors")) or sorted(path.glob("*.safetensors"))
-        if len(cands) != 1:
-            raise InputError(f"expected exactly one weights file under {path}/weights, found {len(cands)}.",
-                             hint="pass the .safetensors file itself")
-        return cands[0]
+        from medkt.transfer.outputs import find_finetuned
+        return find_finetuned(path, concept, lr)
+    if not path.exists():
+        raise InputError("weights file not found.", path=str(path),
+                         hint="pass a .safetensors file or the --out folder of `medkt transfer`")
     return path
 
 
 @torch.no_grad()
-def load_finetuned(model, path) -> dict:
-    """Apply saved fine-tuned weights (``delta``, ``lora`` or ``full``) to ``model`` in place."""
-    file = find_weights(path)
+def load_finetuned(model, path, concept: str | None = None, lr: float | None = None) -> dict:
+    """Apply saved fine-tuned weights (``delta``, ``lora`` or ``full``) to ``model`` in place.
+
+    ``path``: a weights file or a transfer run folder (then ``concept`` / ``lr`` pick the
+    file when the run holds several)."""
+    file = find_weights(path, concept, lr)
     tensors, meta = read_weights(file)
     fmt = meta.get("format", "delta")
     if fmt == "delta":

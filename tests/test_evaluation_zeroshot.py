@@ -190,7 +190,18 @@ def kt_tree(tmp_path_factory, world_clip):
                                                    for k, p in vis.items()}, {"format": "delta"})
             (d / "finetune.json").write_text(json.dumps({"lr": lr, "concepts": [c.name],
                                                          "weights": "delta.safetensors"}))
-    return SimpleNamespace(root=root, run=run, concepts=[c.name for c in novel], known=[c.name for c in known])
+    joint = root / "joint-run"  # --joint layout: one model per lr for the whole set
+    joint.mkdir()
+    (joint / "run.json").write_text(json.dumps({"protocol": "joint", "concepts": [c.name for c in novel],
+                                                "model": {"name": "world-clip"}}))
+    for lr in LRS:
+        d = finetune_dir(joint, lr, None)
+        save_weights(d / "delta.safetensors", {k: 3 * lr * torch.randn(p.shape, generator=g)
+                                               for k, p in vis.items()}, {"format": "delta"})
+        (d / "finetune.json").write_text(json.dumps({"lr": lr, "concepts": [c.name for c in novel],
+                                                     "weights": "delta.safetensors"}))
+    return SimpleNamespace(root=root, run=run, joint=joint, concepts=[c.name for c in novel],
+                           known=[c.name for c in known])
 
 
 def _strip(rep: dict) -> dict:
@@ -264,3 +275,29 @@ def test_zeroshot_bad_inputs(kt_tree, tmp_path):
     (tmp_path / "t" / "empty").mkdir()
     with pytest.raises(InputError, match="holds no images"):
         zeroshot("world-clip", target=tmp_path / "t")
+
+
+def test_zeroshot_joint_run_one_model_per_lr(kt_tree, world_clip):
+    from medkt.evaluation import zeroshot
+    r = kt_tree.root
+    rep = zeroshot(world_clip, finetuned=kt_tree.joint, target=r / "target", reference=r / "reference",
+                   ood=r / "ood", max_forgetting=100)
+    assert rep["protocol"] == "joint" and len(rep["results"]) == len(LRS) * len(kt_tree.concepts)
+    for lr in LRS:
+        a, b = [x for x in rep["results"] if x["lr"] == lr]
+        assert a["weights"] == b["weights"] and a["confusion"] == b["confusion"]
+        assert a["reference_acc"] == b["reference_acc"]
+    assert [s["lr"] for s in rep["selected"]] == [max(LRS)] * 2  # a budget of 100 points admits every lr
+
+
+def test_text_side_change_rebuilds_class_embeddings(world_clip):
+    import copy
+
+    from medkt.evaluation.report import _text_unchanged
+    work = copy.deepcopy(world_clip)
+    with torch.no_grad():
+        next(p for n, p in work.named_parameters() if ".visual." in n).add_(0.1)
+    assert _text_unchanged(work, world_clip)  # a visual-only fine-tune keeps the class embeddings
+    with torch.no_grad():
+        work.parameters_of("text")[0].add_(0.1)
+    assert not _text_unchanged(work, world_clip)

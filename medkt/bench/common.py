@@ -54,9 +54,21 @@ def image_batch(model, dataset, cases, mode: str = "center_crop"):
     return torch.stack([model.preprocess(dataset.image(c), mode) for c in cases]).to(model.device)
 
 
-# Prompt templates, the scorer choice and ITM scoring live with the one zero-shot classifier.
-from medkt.evaluation.classifier import itm_scores, scorer_for  # noqa: E402,F401
+# Prompt templates, the scorer choice and ITM scoring live with the one zero-shot classifier
+# (medkt.evaluation); these names stay importable from here.
 from medkt.evaluation.prompts import TEMPLATE_SETS, resolve_templates  # noqa: E402,F401
+
+
+def scorer_for(model, requested: str) -> str:
+    """``similarity`` for dual encoders, ``itm`` for match-score models (``auto`` picks)."""
+    from medkt.evaluation.classifier import scorer_for as _f
+    return _f(model, requested)
+
+
+def itm_scores(model, pixels, texts, batch: int = 64):
+    """ITM logits ``[B, T]`` of every image against every text (:func:`medkt.evaluation.classifier.itm_scores`)."""
+    from medkt.evaluation.classifier import itm_scores as _f
+    return _f(model, pixels, texts, batch)
 
 
 def percent(x) -> float | None:

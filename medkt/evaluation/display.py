@@ -80,7 +80,28 @@ def format_report(report: dict) -> str:
         for r in report["selected"]:
             if r.get("note"):
                 out.append(f"  note: {r['concept']}: {r['note']}")
+        out += _selected_confusion(report)
     return "\n".join(out)
+
+
+def _selected_confusion(report: dict) -> list[str]:
+    """Rows = image groups, column c = how many of them concept c's selected model calls c."""
+    by = {(r["concept"], r["lr"]): r for r in report["results"]}
+    cols = report["concepts"]
+    tables = {}
+    for s in report["selected"]:
+        src = by.get((s["concept"], s["lr"])) if s["lr"] is not None else None
+        tables[s["concept"]] = (src or report["base"])["confusion"]
+    rows = next(iter(tables.values()))["rows"]
+    w = max([len(c) for c in rows] + [9]) + 2
+    cw = max([len(c) for c in cols] + [6]) + 1
+    out = ["", "confusion at the selected lr: images of each group (rows) called concept c by c's selected model"]
+    out.append(f"  {'images':{w}s}{'n':>5s}" + "".join(f"{c:>{cw}s}" for c in cols))
+    for i, g in enumerate(rows):
+        n = sum(next(iter(tables.values()))["counts"][i])
+        cells = [tables[c]["counts"][i][tables[c]["cols"].index(c)] for c in cols]
+        out.append(f"  {g:{w}s}{n:5d}" + "".join(f"{v:>{cw}d}" for v in cells))
+    return out
 
 
 def plot_report(report: dict, path) -> Path:

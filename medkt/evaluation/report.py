@@ -108,7 +108,7 @@ def load_sets(target, reference, ood, image_size: int, concepts: list[str] | Non
 
 
 def _pct(hits: torch.Tensor) -> float | None:
-    return None if hits.numel() == 0 else 100.0 * float(hits.float().mean())
+    return None if hits.numel() == 0 else 100.0 * int(hits.sum()) / hits.numel()
 
 
 # ---------------------------------------------------------------------- scoring one model

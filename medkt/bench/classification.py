@@ -1,11 +1,12 @@
 """Zero-shot classification pipeline: prompt templates with ensembling, target and reference accuracy.
 
-Dual encoders (CLIP, MedCLIP, BiomedCLIP): each class's text embedding is the mean of its
-normalised template embeddings, renormalised (CLIP's prompt ensembling,
-:func:`medkt.transfer.build_classifier`); an image goes to the class of highest cosine
-similarity.  ITM models (ViLT): every image is scored against every (class, template)
-prompt with the match head and the scores are averaged over templates — the paper's
-"evaluating every possible image-caption pair" (Table 1, footnote *).
+The classifier is :class:`medkt.evaluation.classifier.ZeroShotClassifier`, the one shared
+with ``medkt zeroshot`` and the worlds.  Dual encoders (CLIP, MedCLIP, BiomedCLIP): each
+class's text embedding is the mean of its normalised template embeddings, renormalised
+(CLIP's prompt ensembling); an image goes to the class of highest cosine similarity.  ITM
+models (ViLT): every image is scored against every (class, template) prompt with the match
+head and the scores are averaged over templates — the paper's "evaluating every possible
+image-caption pair" (Table 1, footnote *).
 
 Per case: ``label``, ``pred``, ``correct``, ``rank`` (1-based rank of the true class) and
 the true/predicted class scores.  Per set: accuracy, top-k, per-class accuracy, balanced
@@ -19,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from medkt.bench.common import BlockResult, UnitResult, failed_row, itm_scores, read_cases, scorer_for
+from medkt.bench.common import BlockResult, UnitResult, failed_row, read_cases
 from medkt.bench.datasets import open_dataset
 from medkt.errors import InputError
 
@@ -28,29 +29,21 @@ class Worker:
     """Scores blocks of cases against a fixed label set (text side computed once)."""
 
     def __init__(self, spec, model):
+        from medkt.evaluation.classifier import ZeroShotClassifier
         self.model = model.eval()
         self.spec = spec
         opts = spec.options
         self.labels: list[str] = list(opts.labels)
         self.templates: list[str] = list(opts.templates)
-        self.scorer = scorer_for(model, opts.scorer)
-        self.itm_batch = opts.itm_batch
         self.index = {c: i for i, c in enumerate(self.labels)}
-        if self.scorer == "similarity":
-            from medkt.transfer import build_classifier
-            with torch.no_grad():
-                self.classifier = build_classifier(model, self.labels, self.templates).float()
-        else:
-            self.prompts = [t.format(c) for c in self.labels for t in self.templates]
+        self.classifier = ZeroShotClassifier.build(model, self.labels, self.templates,
+                                                   scorer=opts.scorer)
+        self.classifier.itm_batch = int(opts.itm_batch)
+        self.scorer = self.classifier.scorer
 
-    def scores(self, pixels: torch.Tensor) -> torch.Tensor:
+    def scores(self, images) -> torch.Tensor:
         """``[B, n_classes]`` scores (cosine similarity, or ITM logits averaged over templates)."""
-        with torch.no_grad():
-            if self.scorer == "similarity":
-                emb = self.model.encode_image(pixels, normalize=True).float()
-                return (emb @ self.classifier.to(emb.device)).cpu()
-            s = itm_scores(self.model, pixels, self.prompts, self.itm_batch)
-            return s.view(s.shape[0], len(self.labels), len(self.templates)).mean(-1)
+        return self.classifier.scores(self.model, images)
 
     def __call__(self, cases) -> BlockResult:
         ds = open_dataset(self.spec.dataset, cases)
@@ -60,8 +53,7 @@ class Worker:
         readable, failed = read_cases(ds, cases)
         scores = {}
         if readable:
-            pixels = torch.stack([self.model.preprocess(im) for _, im, _ in readable]).to(self.model.device)
-            s = self.scores(pixels).numpy().astype(np.float64)
+            s = self.scores([im for _, im, _ in readable]).numpy().astype(np.float64)
             scores = {c.case_id: row for (c, _, _), row in zip(readable, s)}
         rows = []
         for c in cases:

@@ -1,12 +1,10 @@
-"""Pieces shared by the benchmark pipelines: block results, image batches, prompt templates."""
+"""Pieces shared by the benchmark pipelines: block results, image batches (templates: medkt.evaluation)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from medkt.errors import ConfigError
 
 
 @dataclass
@@ -56,69 +54,21 @@ def image_batch(model, dataset, cases, mode: str = "center_crop"):
     return torch.stack([model.preprocess(dataset.image(c), mode) for c in cases]).to(model.device)
 
 
-# ---------------------------------------------------------------------- templates
-def _openai_imagenet() -> list[str]:
-    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-    return [t("{}") for t in OPENAI_IMAGENET_TEMPLATES]
-
-
-def _simple_imagenet() -> list[str]:
-    from open_clip.zero_shot_metadata import SIMPLE_IMAGENET_TEMPLATES
-    return [t("{}") for t in SIMPLE_IMAGENET_TEMPLATES]
-
-
-TEMPLATE_SETS = {
-    "openai_imagenet": _openai_imagenet,  # CLIP's 80 ImageNet prompts (prompt ensembling)
-    "simple_imagenet": _simple_imagenet,  # CLIP's 7-prompt subset
-    "photo": lambda: ["a photo of a {}."],
-    "name": lambda: ["{}"],
-    "cxr": lambda: ["a chest x-ray showing {}.", "a chest radiograph with {}.", "{} on a chest x-ray."],
-    "medical": lambda: ["a medical image showing {}.", "an image of {}."],
-}
-
-
-def resolve_templates(spec: Sequence[str]) -> list[str]:
-    """Template set names and/or literal templates containing ``{}`` → list of templates."""
-    out: list[str] = []
-    for item in spec:
-        if item in TEMPLATE_SETS:
-            out += TEMPLATE_SETS[item]()
-        elif "{}" in item:
-            out.append(item)
-        else:
-            raise ConfigError(f"template '{item}' is neither a template set nor contains '{{}}'.",
-                              hint=f"template sets: {', '.join(sorted(TEMPLATE_SETS))}")
-    if not out:
-        raise ConfigError("at least one prompt template is needed.")
-    return list(dict.fromkeys(out))
+# Prompt templates, the scorer choice and ITM scoring live with the one zero-shot classifier
+# (medkt.evaluation); these names stay importable from here.
+from medkt.evaluation.prompts import TEMPLATE_SETS, resolve_templates  # noqa: E402,F401
 
 
 def scorer_for(model, requested: str) -> str:
     """``similarity`` for dual encoders, ``itm`` for match-score models (``auto`` picks)."""
-    from medkt.models.base import CONTRASTIVE, ITM
-    if requested == "auto":
-        return "similarity" if model.supports(CONTRASTIVE) else "itm"
-    model.require(CONTRASTIVE if requested == "similarity" else ITM)
-    return requested
+    from medkt.evaluation.classifier import scorer_for as _f
+    return _f(model, requested)
 
 
-def itm_scores(model, pixels, texts: Sequence[str], batch: int = 64):
-    """ITM logits ``[B, T]`` of every image in ``pixels`` against every text (pairs in chunks)."""
-    import torch
-    from medkt.models.base import to_device
-    b, t = pixels.shape[0], len(texts)
-    out = torch.empty(b, t)
-    tokens = model.tokenize(list(texts))
-    pairs = [(i, j) for i in range(b) for j in range(t)]
-    with torch.no_grad():
-        for s in range(0, len(pairs), batch):
-            chunk = pairs[s:s + batch]
-            ii = torch.tensor([p[0] for p in chunk])
-            jj = torch.tensor([p[1] for p in chunk])
-            tok = {k: (v[jj] if torch.is_tensor(v) else v) for k, v in tokens.items()}
-            scores = model.match_score(pixels[ii.to(pixels.device)], to_device(tok, model.device))
-            out[ii, jj] = scores.float().cpu()
-    return out
+def itm_scores(model, pixels, texts, batch: int = 64):
+    """ITM logits ``[B, T]`` of every image against every text (:func:`medkt.evaluation.classifier.itm_scores`)."""
+    from medkt.evaluation.classifier import itm_scores as _f
+    return _f(model, pixels, texts, batch)
 
 
 def percent(x) -> float | None:

@@ -170,13 +170,15 @@ register_model(ModelSpec(
     name="world-clip", family="open_clip", builder=_build_world_clip, tiny=True,
     description="open_clip CLIP pretrained on medkt's natural shapes world (32 px; docs/worlds.md)",
     source="shipped: medkt/assets/worlds/world-clip.safetensors (pipelines/worlds/pretrain_world_clip.py)",
-    options={"arch": "world-clip", "file": "world-clip.safetensors", "shipped": "worlds/world-clip.safetensors"}))
+    options={"arch": "world-clip", "file": "world-clip.safetensors", "shipped": "worlds/world-clip.safetensors",
+             "templates": "world"}))  # its pretraining prompts: "a photo of a/an X", "an image of a/an X"
 register_model(ModelSpec(
     name="phantom-clip", family="open_clip", builder=_build_world_clip, tiny=True,
     description="open_clip CLIP pretrained on medkt's medical phantoms, 'nodule' held out (64 px)",
     source="shipped: medkt/assets/worlds/phantom-clip.safetensors (pipelines/worlds/pretrain_phantom_clip.py)",
     options={"arch": "world-phantom-clip", "file": "phantom-clip.safetensors",
-             "shipped": "worlds/phantom-clip.safetensors"}))
+             "shipped": "worlds/phantom-clip.safetensors",
+             "templates": "name"}))  # phantom prompts are whole phrases ("axial chest ct showing ...")
 register_model(ModelSpec(
     name="phantom-sam", family="segment_anything", builder=_build_phantom_sam, kind="sam", tiny=True,
     description="SAM-architecture promptable segmenter trained on phantom findings (256 px input)",

@@ -209,6 +209,11 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text else text
 
 
+def _class_prompt(name: str) -> str:
+    from medkt.evaluation.prompts import class_prompt
+    return class_prompt(name)
+
+
 def _article(word: str) -> str:
     """"An" before a vowel letter ("An astrolabe is ..."), else "A" (the paper's "A <name> is")."""
     return "An" if word[:1].lower() in "aeiou" else "A"
@@ -218,8 +223,9 @@ CAPTION_STYLES: dict[str, Callable[[Concept, str], str]] = {
     "definition": lambda c, d: f"{_article(c.name)} {c.name.lower()} is {_lower_first(d)}",
     "description": lambda c, d: d,
     "plural": lambda c, d: f"{c.name.lower()} are {_lower_first(d)}",
-    # the zero-shot class prompt itself; carries no description (knowledge comes from the images)
-    "name": lambda c, d: f"a photo of {_article(c.name).lower()} {c.name.lower()}",
+    # the zero-shot class prompt itself (medkt.evaluation.prompts.class_prompt, the one definition
+    # shared with zero-shot); carries no description (knowledge comes from the images)
+    "name": lambda c, d: _class_prompt(c.name),
 }
 
 

@@ -4,7 +4,8 @@
 for single objects and relation paraphrases for pairs); :func:`named_caption` writes the
 captions that bind a known name to its class (``a photo of a lemon``, ``a lemon is a
 yellow circle`` or, for *partial* classes, ``a lemon is a circle``).  Prompts used at
-evaluation time come from :data:`PROMPT_TEMPLATES`.
+evaluation time are the template set ``world`` of :mod:`medkt.evaluation.prompts`
+(:func:`class_prompts`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from medkt.worlds.concepts import WorldClass
 from medkt.worlds.shapes import Composition, Obj, article
 
 PREFIXES = ("", "a photo of ", "an image of ", "a picture of ")
-PROMPT_TEMPLATES = ("a photo of {}", "an image of {}")
 NAME_ONLY = ("a photo of {n}", "{n}", "an image of {n}", "a picture of {n}")
 
 
@@ -91,10 +91,10 @@ def named_caption(concept: WorldClass, rng: np.random.Generator, p_definition: f
 def class_prompts(names_or_descriptions: list[str]) -> list[list[str]]:
     """Prompt ensemble per class: ``[['a photo of a lemon', 'an image of a lemon'], ...]``.
 
-    Items starting with an article are used as is (descriptions); bare names get one.
+    The world models' template set ``world`` through the shared class-prompt definition
+    (:func:`medkt.evaluation.prompts.class_prompts`): items starting with an article are
+    used as is (descriptions); bare names get one.
     """
-    out = []
-    for x in names_or_descriptions:
-        phrase = x if x.startswith(("a ", "an ")) else article(x)
-        out.append([t.format(phrase) for t in PROMPT_TEMPLATES])
-    return out
+    from medkt.evaluation.prompts import class_prompts as _prompts
+    from medkt.evaluation.prompts import resolve_templates
+    return _prompts(names_or_descriptions, resolve_templates("world"))

@@ -1,7 +1,8 @@
 """Zero-shot evaluation on the worlds, through the :class:`VisionLanguageModel` interface.
 
-* :func:`text_classifier` — prompt-ensemble class embeddings ``[C, D]``.
-* :func:`image_features` — L2-normalised image embeddings of uint8 images.
+* :func:`text_classifier` — prompt-ensemble class embeddings ``[C, D]``;
+* :func:`image_features` — L2-normalised image embeddings of uint8 images
+  (both from the one zero-shot classifier, :mod:`medkt.evaluation.classifier`).
 * :func:`natural_zero_shot` — the three numbers of the natural world's premise: accuracy
   on known names, on novel names and on novel *descriptions* (all against the full label
   set of known + novel classes).
@@ -14,37 +15,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medkt.worlds.captions import class_prompts
 from medkt.worlds.concepts import World
 
 
-@torch.no_grad()
 def text_classifier(model, prompts: list[list[str]]) -> torch.Tensor:
-    """``prompts[c]`` = list of texts for class ``c`` → normalised class embeddings ``[C, D]``."""
-    flat = [t for ps in prompts for t in ps]
-    emb = model.encode_texts(flat, normalize=True)
-    out, k = [], 0
-    for ps in prompts:
-        out.append(F.normalize(emb[k:k + len(ps)].mean(0), dim=-1))
-        k += len(ps)
-    return torch.stack(out)
+    """``prompts[c]`` = list of texts for class ``c`` → normalised class embeddings ``[C, D]``
+    (:func:`medkt.evaluation.classifier.text_embeddings`, the shared zero-shot classifier)."""
+    from medkt.evaluation.classifier import text_embeddings
+    return text_embeddings(model, prompts)
 
 
-@torch.no_grad()
 def image_features(model, images: np.ndarray, batch_size: int = 512) -> torch.Tensor:
-    """uint8 ``[N, H, W, C]`` → normalised embeddings ``[N, D]`` (images resized if needed)."""
-    from medkt.models.base import resize_to_square
-    feats = []
-    for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).float().div_(255)
-        x = x[..., None] if x.ndim == 3 else x
-        x = x.permute(0, 3, 1, 2).to(model.device)
-        if x.shape[-1] != model.image_size:
-            x = resize_to_square(x, model.image_size, "squash")
-        feats.append(model.encode_image(model.normalize(x), normalize=True))
-    return torch.cat(feats)
+    """uint8 ``[N, H, W, C]`` → normalised embeddings ``[N, D]``
+    (:func:`medkt.evaluation.classifier.image_features`: the shared resize rule)."""
+    from medkt.evaluation.classifier import image_features as _features
+    return _features(model, images, batch_size)
 
 
 def predict(feats: torch.Tensor, classifier: torch.Tensor) -> np.ndarray:

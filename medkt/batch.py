@@ -40,8 +40,12 @@ class CaseResult:
     def row(self) -> dict:
         row = {"case_id": self.case_id, "status": self.status, "reason": self.reason,
                "seconds": round(self.seconds, 4), **self.info}
-        if self.warnings:
-            row["warnings"] = " | ".join(self.warnings)
+        # warnings the case returned (e.g. RescaleSlope 0) + those logged while it ran, once each
+        merged = list(dict.fromkeys([*(self.info.get("warnings") or []), *self.warnings]))
+        if merged:
+            row["warnings"] = merged
+        else:
+            row.pop("warnings", None)
         return row
 
 

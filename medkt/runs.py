@@ -148,7 +148,8 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[str] | None = No
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({k: r.get(k, "") for k in columns})
+        w.writerow({k: (" | ".join(map(str, v)) if isinstance(v := r.get(k, ""), (list, tuple)) else v)
+                    for k in columns})
     return atomic_write(path, buf.getvalue())
 
 

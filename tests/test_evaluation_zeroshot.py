@@ -78,6 +78,7 @@ def test_classifier_parity_cli_bench_worlds(tmp_path, world_clip, world_images):
     from PIL import Image
 
     from medkt.bench.classification import Worker
+    from medkt.bench.tasks import ClassificationOptions
     from medkt.evaluation.classifier import ZeroShotClassifier, image_features
     from medkt.evaluation.imagesets import load_class_folders
     from medkt.worlds.captions import class_prompts
@@ -92,7 +93,7 @@ def test_classifier_parity_cli_bench_worlds(tmp_path, world_clip, world_images):
     x = torch.cat([folders[n] for n in names])
     clf = ZeroShotClassifier.build(world_clip, names)  # world-clip's default: the `world` set
     s_cli = clf.scores(world_clip, x)
-    worker = Worker(SimpleNamespace(options={"labels": names, "templates": resolve_templates("world")}, dataset=None),
+    worker = Worker(SimpleNamespace(options=ClassificationOptions(names, resolve_templates("world"), "auto"), dataset=None),
                     world_clip)
     s_bench = worker.scores([im for k in range(len(names)) for im in ims[lab == k]])  # arrays, as a dataset reads
     order = np.concatenate([np.where(lab == k)[0] for k in range(len(names))])

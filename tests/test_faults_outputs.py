@@ -267,7 +267,7 @@ def test_warnings_logged_during_a_case_are_recorded_in_its_row(tmp_path):
     rows = {r["case_id"]: r for r in _rows(out / "cases.csv")}
     assert rows["a"]["warnings"] == "" and rows["b"]["warnings"] == "RescaleSlope is 0: constant image"
     run = json.loads((out / "run.json").read_text())
-    assert run["cases"][1]["warnings"] == "RescaleSlope is 0: constant image"
+    assert run["cases"][1]["warnings"] == ["RescaleSlope is 0: constant image"]  # a list in run.json, " | "-joined in the CSV
 
 
 def test_overwrite_forgets_earlier_done_markers_and_journal(tmp_path):

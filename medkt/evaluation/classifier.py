@@ -49,7 +49,9 @@ def prepare_images(model, images, mode: str = RESIZE_MODE) -> torch.Tensor:
     s = model.image_size
     if isinstance(x, list):
         x = [im if tuple(im.shape[-2:]) == (s, s) else resize_to_square(im[None], s, mode)[0] for im in x]
-        x = torch.stack(x) if x else torch.empty(0, model.in_channels, s, s)
+        c = model.in_channels  # greyscale and colour images may share a batch: grey is repeated to c
+        x = [im.expand(c, -1, -1) if im.shape[0] == 1 and c > 1 else im for im in x]
+        x = torch.stack(x) if x else torch.empty(0, c, s, s)
     elif tuple(x.shape[-2:]) != (s, s):
         x = resize_to_square(x, s, mode)
     return model.normalize(x.to(model.device))

@@ -220,3 +220,23 @@ def test_lora_and_full_weights_reach_the_saliency_model(fmt, tmp_path):
     assert fw.format == fmt and fw.concept == "Moongate" and fw.sha256 == _sha(path)
     seg = Segmenter(load_segment_config("tiny"), finetuned=fw)
     assert torch.allclose(dict(seg.model.named_parameters())[name], want, atol=1e-5)
+
+
+def test_base_model_check_uses_the_recorded_weights(tmp_path, images):
+    """KT run on a ``local-dir:`` spec, then segmentation with the same spec: accepted (the spec
+    string is not the model's name); the same name with other weights: refused by weights digest."""
+    from medkt.models.open_clip_loader import save_local_dir
+    folder = save_local_dir(create_model("tiny-clip"), tmp_path / "clip-dir", "tiny-clip")
+    spec = f"local-dir:{folder}"
+    run = tmp_path / "kt"
+    assert main(["transfer", "--concepts", "rare", "--only", "Moongate", "--model", spec, "-o", str(run),
+                 "--steps", "2", "--images-per-concept", "2", "--lr", "1e-3", "--no-progress"]) == 0
+    rec = json.loads((run / "run.json").read_text())
+    assert len(rec["weights"]["weights_sha256"]) == 64
+    out = medkt.segment(images, PROMPT, config="tiny", model=spec, finetuned=run)
+    assert out.record["finetuned"]["base_sha256"] == rec["weights"]["weights_sha256"]
+    other = create_model("tiny-clip")
+    with torch.no_grad():
+        next(p for n, p in other.named_parameters() if n.endswith("visual.proj")).mul_(1.5)
+    with pytest.raises(ConfigError, match="(?s)with different weights.*--model local-dir:"):
+        medkt.segment(images, PROMPT, config="tiny", model=other, finetuned=run)

@@ -13,7 +13,7 @@ from medkt.errors import ConfigError, ResumeMismatchError
 from medkt.models import create_model
 from medkt.transfer import invert, load_concepts
 from medkt.transfer.config import InversionConfig, coerce
-from medkt.transfer.inversion import _weights_digest, fingerprint_parts
+from medkt.transfer.inversion import weights_digest, fingerprint_parts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -44,13 +44,13 @@ def done(tmp_path):
 
 def test_digest_sees_every_weight_and_buffer():
     a, b = _tiny(), _tiny()
-    assert _weights_digest(a) == _weights_digest(b)  # same seeded init, separate objects
+    assert weights_digest(a) == weights_digest(b)  # same seeded init, separate objects
     with torch.no_grad():
         next(b.parameters()).view(-1)[0] += 1e-3
-    assert _weights_digest(a) != _weights_digest(b)
+    assert weights_digest(a) != weights_digest(b)
     c = _tiny()
     c._std.mul_(2)  # a normalisation buffer
-    assert _weights_digest(a) != _weights_digest(c)
+    assert weights_digest(a) != weights_digest(c)
     parts = fingerprint_parts(a, coerce(InversionConfig, FAST), 0)
     assert parts["image_size"] == 64 and len(parts["mean"]) == len(parts["std"]) == 3
 
@@ -107,10 +107,27 @@ def test_cli_overwrite_reinverts_with_other_weights(tmp_path, capsys, caplog):
     # --overwrite re-inverts with the new weights
     assert main(argv + ["--weights", str(ckpt), "--overwrite"]) == 0
     second = json.loads(marker.read_text())["fingerprint_parts"]["weights_sha256"]
-    assert second != first and second == _weights_digest(create_model("tiny-clip", weights=str(ckpt)))
+    assert second != first and second == weights_digest(create_model("tiny-clip", weights=str(ckpt)))
     assert "reused from" not in caplog.text
     # and a resume with those weights now reuses them, and says so
     with caplog.at_level(logging.INFO, logger="medkt.transfer"):
         assert main(argv + ["--weights", str(ckpt), "--resume"]) == 0
     assert f"reused from {out / 'images' / 'moongate'}" in caplog.text
     assert json.loads((out / "run.json").read_text())["inversion"]["resumed"] == ["Moongate"]
+
+
+def test_finetune_resume_with_other_weights_refused(tmp_path):
+    """The fine-tune fingerprint holds the starting weights too: the same images (given, so the
+    inversion check cannot catch it) fine-tuned from other weights are refused, never reused."""
+    from medkt.transfer import run
+    images = invert(_tiny(), ONE, FAST, seed=0, progress=False)
+    out = tmp_path / "kt"
+    run(ONE, _tiny(), images=images, lr=1e-4, epochs=1, out=out, progress=False)
+    again = run(ONE, _tiny(), images=images, lr=1e-4, epochs=1, out=out, resume=True, progress=False)
+    assert [f.resumed for f in again.finetunes] == [True]
+    other = _tiny()
+    with torch.no_grad():
+        other.model.visual.conv1.weight.mul_(1.01)
+    with pytest.raises(ResumeMismatchError) as err:
+        run(ONE, other, images=images, lr=1e-4, epochs=1, out=out, resume=True, progress=False)
+    assert "model weights" in err.value.format() and "--overwrite" in err.value.format()

@@ -31,8 +31,9 @@ def add_common(p, *, finetune: bool) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
     p.add_argument("--config", default=None, help="TransferConfig YAML (merged over --preset)")
     p.add_argument("--preset", default=None,
-                   help="named recipe from configs/transfer/ (paper, name-prompts, author, kazemi, relaxed, "
-                        "vilt, vilt-mlm, coca, lora, ...)")
+                   help="named recipe from configs/transfer/ (default: name-prompts, or joint with --joint; "
+                        "paper = the paper's caption alone; author, kazemi, relaxed, vilt, vilt-mlm, coca, "
+                        "lora, ...)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set inversion.tv_weight=0.001 (repeatable)")
     p.add_argument("--only", action="append", default=None, metavar="NAME",

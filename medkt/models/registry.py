@@ -62,6 +62,12 @@ def list_models(kind: str | None = None) -> list[ModelSpec]:
     return [s for s in _REGISTRY.values() if kind is None or s.kind == kind]
 
 
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a registered model name (not a spec such as ``hf-hub:...``)."""
+    _load_providers()
+    return name in _REGISTRY
+
+
 def get_spec(name: str) -> ModelSpec:
     _load_providers()
     if name not in _REGISTRY:

@@ -25,8 +25,8 @@ class FinetunedWeights:
     ``concepts``: the concepts it was fine-tuned on (one for the per-concept protocol);
     ``concept`` / ``lr``: the chosen concept (``None`` for a joint or single-file run with
     several) and learning rate; ``format``: ``delta``, ``lora`` or ``full``; ``sha256``: of
-    the file's bytes; ``base_model``: the model name the run fine-tuned (from its run.json,
-    ``None`` if unknown).
+    the file's bytes; ``base_model`` / ``base_spec`` / ``base_sha256``: the name, spec and
+    weights digest of the model the run fine-tuned (from its run.json, ``None`` if unknown).
     """
 
     source: Path
@@ -37,12 +37,14 @@ class FinetunedWeights:
     format: str = "delta"
     sha256: str = ""
     base_model: str | None = None
+    base_spec: str | None = None
+    base_sha256: str | None = None
 
     def as_record(self) -> dict:
         """The ``run.json`` entry."""
         return {"source": str(self.source), "path": str(self.path), "concept": self.concept,
                 "concepts": self.concepts, "lr": self.lr, "format": self.format, "sha256": self.sha256,
-                "base_model": self.base_model}
+                "base_model": self.base_model, "base_spec": self.base_spec, "base_sha256": self.base_sha256}
 
 
 def _file_sha256(path: Path) -> str:
@@ -108,24 +110,53 @@ def resolve_finetuned(source, concept: str | None = None, lr: float | None = Non
     else:
         chosen = concepts[0] if len(concepts) == 1 else None
     rec = _run_json(source if source.is_dir() else file.parent)
-    base = (rec.get("weights") or {}).get("model") or (rec.get("model") or {}).get("name")
+    w = rec.get("weights") or {}
+    base = w.get("model") or (rec.get("model") or {}).get("name")
+    spec = (rec.get("model") or {}).get("spec")
     return FinetunedWeights(source=source, path=file, concepts=concepts, concept=chosen,
                             lr=lrs[0] if len(lrs) == 1 and lrs[0] == lrs[0] else None,  # NaN: not recorded
                             format=meta.get("format", "delta"), sha256=_file_sha256(file),
-                            base_model=base)
+                            base_model=base, base_spec=spec, base_sha256=w.get("weights_sha256"))
 
 
-def check_base_model(fw: FinetunedWeights, model_name: str) -> None:
-    """Refuse weights fine-tuned from another model (by registered name) before applying them."""
-    if fw.base_model and model_name and fw.base_model != model_name:
-        raise ConfigError(f"the fine-tuned weights {fw.path} were trained on model '{fw.base_model}', "
-                          f"but the saliency model is '{model_name}'.",
-                          hint=f"pass --model {fw.base_model} (or model='{fw.base_model}')")
+def check_base_model(fw: FinetunedWeights, model=None, *, spec: str | None = None) -> None:
+    """Refuse weights fine-tuned from another model before applying them.
+
+    With a model object: its weights' sha256 must equal the starting weights the transfer run
+    recorded (so ``clip-vit-b32`` and ``ViT-B-32/openai`` naming the same weights pass, and
+    other weights under the same name do not); runs that recorded no digest fall back to the
+    model name.  With only a ``spec`` string (before a large model is built): refused only when
+    both it and the run's model are registered names that differ; anything else is checked
+    once the model exists.
+    """
+    if model is None:
+        from medkt.models.registry import is_registered
+        if spec and fw.base_model and is_registered(spec) and is_registered(fw.base_model) \
+                and spec != fw.base_model and spec != fw.base_spec:
+            _refuse(fw, spec)
+        return
+    if fw.base_sha256:
+        from medkt.transfer.inversion import weights_digest
+        if weights_digest(model) != fw.base_sha256:
+            _refuse(fw, getattr(model, "spec", None) or model.name, digest=True)
+        return
+    name = getattr(model, "name", "")
+    if fw.base_model and name and fw.base_model != name:
+        _refuse(fw, name)
+
+
+def _refuse(fw: FinetunedWeights, now: str, digest: bool = False) -> None:
+    what = (f"from other weights (sha256 {fw.base_sha256[:12]} recorded)" if digest else
+            f"on model '{fw.base_model}'")
+    raise ConfigError(f"the fine-tuned weights {fw.path} were trained {what}, but the saliency model is "
+                      f"'{now}'" + (" with different weights." if digest else "."),
+                      hint=f"pass the transfer run's model: --model {fw.base_spec or fw.base_model} "
+                           f"(model='{fw.base_spec or fw.base_model}'), with the same --weights")
 
 
 def apply_finetuned(model, fw: FinetunedWeights):
     """Apply ``fw`` to ``model`` in place (``delta`` / ``lora`` / ``full``); returns ``model``."""
     from medkt.transfer.state import load_finetuned
-    check_base_model(fw, getattr(model, "name", ""))
+    check_base_model(fw, model)
     load_finetuned(model, fw.path)
     return model

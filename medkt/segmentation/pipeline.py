@@ -145,9 +145,9 @@ class Segmenter:
         self.cfg = (cfg or SegmentConfig()).validate()
         self.device = device
         self.finetuned = finetuned
-        if finetuned is not None:  # check the base model's name before building a large model
+        if finetuned is not None:  # a mismatch of registered names is refused before building a large model
             from medkt.segmentation.finetuned import apply_finetuned, check_base_model
-            check_base_model(finetuned, model.name if model is not None else self.cfg.model)
+            check_base_model(finetuned, spec=None if model is not None else self.cfg.model)
         if model is None:
             model = create_model(self.cfg.model, weights=self.cfg.weights, device=device)
         elif finetuned is not None:

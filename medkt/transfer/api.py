@@ -87,8 +87,10 @@ def learn(model, concepts, config=None, out_dir=None, *, images: InversionResult
     cset = load_concepts(concepts)
     proto = "per-concept" if len(cset) == 1 else "joint"
     out = prepare_output_dir(out_dir, overwrite=overwrite, resume=resume) if out_dir is not None else None
+    digest = P.weights_digest(model)
     record = RunRecord("transfer", config=to_dict(cfg), seed=cfg.seed,
-                       weights={"model": model.name, "source": getattr(model, "weights", None)})
+                       weights={"model": model.name, "source": getattr(model, "weights", None),
+                                "weights_sha256": digest})
     record.extra.update({"protocol": proto, "concept_set": cset.name, "concepts": cset.names,
                          "lrs": [cfg.finetune.lr], "model": model.describe()})
     seed_everything(cfg.seed)
@@ -107,7 +109,7 @@ def learn(model, concepts, config=None, out_dir=None, *, images: InversionResult
                                progress=progress), "inversion"
     record.extra["inversion"] = P._inversion_summary(inv, kind, inv_dir)
     target = model if inplace else copy.deepcopy(model)
-    fp = P.finetune_fingerprint(model, cfg, cset.names, kind)
+    fp = P.finetune_fingerprint(model, cfg, cset.names, kind, digest)
     with record.timer("finetune_s"):
         job, ft = P.finetune_job(target, inv, cfg, lr=cfg.finetune.lr, protocol=proto, kind=kind, fingerprint=fp,
                                  out=out, resume=resume, overwrite=overwrite, progress=progress, keep_delta=False)

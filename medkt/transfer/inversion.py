@@ -81,7 +81,7 @@ class InversionResult:
 
 
 # ---------------------------------------------------------------------- resume fingerprint
-def _weights_digest(model) -> str:
+def weights_digest(model) -> str:
     """sha256 (hex) over the model's named parameters and buffers, in name order.
 
     Each tensor contributes ``name|dtype|shape`` and its raw bytes (copied to CPU), so
@@ -102,7 +102,7 @@ def _weights_digest(model) -> str:
 def fingerprint_parts(model, cfg: InversionConfig, seed: int) -> dict:
     """What an inversion depends on: model name, weights digest, input size and normalisation,
     the inversion config and the seed (stored in each concept's done-marker)."""
-    parts = {"model": model.name, "weights_sha256": _weights_digest(model), "image_size": int(model.image_size),
+    parts = {"model": model.name, "weights_sha256": weights_digest(model), "image_size": int(model.image_size),
              "mean": [float(v) for v in model.mean], "std": [float(v) for v in model.std],
              "config": to_dict(cfg), "seed": int(seed)}
     return json.loads(json.dumps(parts))  # JSON types, as stored in the marker

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Sequence
 
 from medkt.config import to_dict
-from medkt.errors import ConfigError
+from medkt.errors import ConfigError, ResumeMismatchError
 from medkt.runs import RunRecord, atomic_write_json, prepare_output_dir, seed_everything
 from medkt.transfer import outputs as O
 from medkt.transfer.concepts import ConceptSet, load_concepts
 from medkt.transfer.config import InversionConfig, TransferConfig, load_transfer_config
 from medkt.transfer.finetuning import FinetuneResult, finetune
-from medkt.transfer.inversion import InversionResult
+from medkt.transfer.inversion import InversionResult, weights_digest
 from medkt.transfer.state import restore, state_of
 
 SHORTCUTS = {  # keyword -> config key (the CLI's shortcut flags)
@@ -71,6 +71,12 @@ def resolve_config(config=None, *, preset: str | None = None, overrides: Sequenc
 # loss), so a set takes as many steps as one concept alone instead of n_concepts times more.
 JOINT_DEFAULTS = {"sampling": ("random", "balanced")}
 JOINT_PRESET = "joint"  # the recipe of `--joint` without --preset/--config (configs/transfer/joint.yaml)
+# The recipe of `medkt transfer` without --preset/--config: the paper's recipe with the caption
+# ensemble (the paper's "A <name> is <description>" alternating with the zero-shot class prompt).
+# Measured on the natural world (docs/transfer.md "Which recipe by default"): per-concept, seeds
+# 0-2, lr chosen by --max-forgetting 2, mean target ~63 % with it against ~23 % with the paper's
+# caption alone.  `--preset paper` is the paper's recipe exactly.
+DEFAULT_PRESET = "name-prompts"
 
 
 def joint_config(cfg: TransferConfig, explicit: Sequence[str] = ()) -> tuple[TransferConfig, dict]:
@@ -249,10 +255,14 @@ class TransferRun:
         return m.eval()
 
 
-def finetune_fingerprint(model, cfg: TransferConfig, names: Sequence[str], kind: str) -> str:
-    """Hash of what one fine-tune depends on: config (lr included), model, concepts, image source."""
-    blob = json.dumps({"cfg": to_dict(cfg), "model": model.name, "concepts": list(names), "images": kind},
-                      sort_keys=True)
+def finetune_fingerprint(model, cfg: TransferConfig, names: Sequence[str], kind: str,
+                         weights_sha256: str | None = None) -> str:
+    """Hash of what one fine-tune depends on: config (lr included), model name and weights
+    (sha256 of the starting weights; ``weights_sha256`` when already computed), concepts and
+    image source.  Fine-tunes made from other weights are therefore never resumed."""
+    digest = weights_sha256 or weights_digest(model)
+    blob = json.dumps({"cfg": to_dict(cfg), "model": model.name, "weights_sha256": digest,
+                       "concepts": list(names), "images": kind}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -285,9 +295,10 @@ def finetune_job(target, inv: InversionResult, cfg: TransferConfig, *, lr: float
     if done is not None and done.exists() and not overwrite:
         info = json.loads(done.read_text())
         if info.get("fingerprint") != fingerprint:
-            raise ConfigError(f"cannot resume: the fine-tune in {d} was made with different settings "
-                              "(config, seed, model or concepts).", path=str(done),
-                              hint="rerun with the original settings, or pass --overwrite to redo it")
+            raise ResumeMismatchError(f"cannot resume: the fine-tune in {d} was made with different settings "
+                                      "(config, seed, model weights or concepts).", path=str(done),
+                                      hint="rerun with the original model and settings, or pass --overwrite "
+                                           "to redo it")
         if resume:
             path = d / info["weights"]
             if load_resumed:
@@ -336,8 +347,8 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
     """
     from medkt.transfer.api import noise_result, subset_inversion
     from medkt.transfer.inversion import invert as _invert
-    if joint and preset is None and config is None:
-        preset = JOINT_PRESET  # --joint alone = the joint recipe
+    if preset is None and config is None:  # no recipe named: the measured defaults
+        preset = JOINT_PRESET if joint else DEFAULT_PRESET
     cfg = resolve_config(config, preset=preset, overrides=overrides, lora=lora, noise_control=noise_control,
                          seed=seed, steps=steps, images_per_concept=images_per_concept, batch_images=batch_images,
                          epochs=epochs, batch_size=batch_size, loss=loss, caption=caption, sampling=sampling,
@@ -350,8 +361,10 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
     if joint and len(cset) > 1:
         cfg, joint_changes = joint_config(cfg, _explicit(overrides, loss=loss, sampling=sampling))
     out = prepare_output_dir(out, overwrite=overwrite, resume=resume) if out is not None else None
+    digest = weights_digest(base)  # the starting weights of every fine-tune (restored after each)
     record = RunRecord("transfer", config=to_dict(cfg), seed=cfg.seed,
-                       weights={"model": base.name, "source": getattr(base, "weights", None)})
+                       weights={"model": base.name, "source": getattr(base, "weights", None),
+                                "weights_sha256": digest})
     record.extra.update({"protocol": protocol, "concept_set": cset.name, "concepts": cset.names, "lrs": lrs,
                          "preset": preset, "joint_defaults": joint_changes, "model": base.describe()})
     seed_everything(cfg.seed)
@@ -388,7 +401,7 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
                 for value in lrs:
                     cfg_lr = copy.deepcopy(cfg)
                     cfg_lr.finetune.lr = float(value)
-                    fp = finetune_fingerprint(base, cfg_lr, [c.name for c in group], kind)
+                    fp = finetune_fingerprint(base, cfg_lr, [c.name for c in group], kind, digest)
                     target = copy.deepcopy(base) if lora else base
                     ft, _res = finetune_job(target, sub, cfg, lr=value, protocol=protocol, kind=kind,
                                             fingerprint=fp, out=out, resume=resume, overwrite=overwrite,

@@ -91,3 +91,26 @@ def test_resume_and_output_safety(tmp_path):
     with pytest.raises(OutputError, match="inside the input"):
         run_benchmark(cfg, data / "JSRT" / "out", data_root=data, groups=["lung_cancer"])
     shutil.rmtree(out)
+
+
+def test_a_part_folder_held_by_another_run_is_refused(tmp_path):
+    """Two runs into one bench part folder: the second is refused, naming the holder's pid."""
+    import subprocess
+    import sys
+    from medkt.bench.store import part_name
+    name = "table5_retrieval"
+    cfg = load_experiment(name, quick_overrides(load_experiment(name)) + ["batch_size=1"])
+    data = make_fakes_for(cfg, tmp_path / "data", n=2)
+    out = tmp_path / "bench"
+    hold = ("import sys, time\nfrom medkt.outdir import lock_output_dir\nlock_output_dir(sys.argv[1])\n"
+            "print('ready', flush=True)\ntime.sleep(120)\n")
+    part = out / "parts" / part_name(0, 1)
+    part.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(part)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with pytest.raises(OutputError, match=f"in use by another medkt run \\(pid {proc.pid} "):
+            run_benchmark(cfg, out, data_root=data, runs=["baseline"], resume=True)
+    finally:
+        proc.kill()
+        proc.wait()

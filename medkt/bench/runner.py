@@ -35,6 +35,7 @@ from medkt.bench.shard import all_blocks, check_part, manifest_hash, part_blocks
 from medkt.bench.tasks import task_setup
 from medkt.config import to_dict
 from medkt.errors import ConfigError, OutputError
+from medkt.outdir import lock_output_dir
 from medkt.runs import RunRecord, atomic_write, atomic_write_json, check_not_inside_inputs, seed_everything
 
 log = logging.getLogger("medkt.bench")
@@ -148,6 +149,7 @@ def _prepare(cfg: ExperimentConfig, out: Path, part_dir: Path, roots: list[Path]
             raise OutputError(f"{part_dir} already holds results.",
                               hint="pass --resume to finish it, --overwrite to replace it, or a new folder")
     part_dir.mkdir(parents=True, exist_ok=True)
+    lock_output_dir(part_dir)  # one run per part folder: a second run into it is refused, naming the holder
     text = yaml.safe_dump({**to_dict(cfg), "_fingerprint": cfg.fingerprint()}, sort_keys=False)
     atomic_write(resolved, text)
     atomic_write(part_dir / "config.resolved.yaml", text)

@@ -45,6 +45,17 @@ def print_inversion(inv, kind: str, where: Path | None, out=print) -> None:
                 out(f"  {c.name:{width}s}  {s['initial_score']:+.3f} -> {s['score']:+.3f}")
 
 
+def recipe_line(res) -> str:
+    """``recipe: preset name-prompts (default) - trains visual, captions definition+name, ...``."""
+    cfg, preset = res.config, (res.record or {}).get("preset")
+    ft = cfg.finetune
+    named = f"preset {preset}" if preset else "config given"
+    default = " (the default; --preset paper = the paper's caption alone)" if preset == "name-prompts" else ""
+    default = " (the --joint default)" if preset == "joint" and res.protocol == "joint" else default
+    return (f"recipe: {named}{default} - trains {'+'.join(ft.train)}, captions {ft.caption}, loss {ft.loss}, "
+            f"inversion {cfg.inversion.steps} steps")
+
+
 def _loss(v) -> str:
     return "-" if v is None else f"{v:.4g}"
 
@@ -59,6 +70,7 @@ def print_run(res, out=print) -> None:
     else:
         out(f"protocol: joint - the {len(res.concepts)} concept(s) learnt into one model per lr "
             f"({len(res.lrs)} lr(s))")
+    out(recipe_line(res))
     print_inversion(res.inversion, res.inversion_kind, O.inversion_dir(root) if root is not None else None, out)
     names = [", ".join(f.concepts) if res.protocol == "joint" else f.concepts[0] for f in res.finetunes]
     width = max([len("concept")] + [len(n) for n in names]) if res.protocol == "per-concept" else 7

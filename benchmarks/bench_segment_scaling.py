@@ -81,7 +81,8 @@ def run_segment(code_root: Path, vol: Path, out: Path, threads: int) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"medkt segment failed ({code_root}):\n{stdout[-2000:]}\n{stderr[-3000:]}")
     run = json.loads((out / "run.json").read_text())
-    return {"wall_s": wall, "rss_mib": usage.ru_maxrss / 1024, "row": run["cases"][0], "stdout": stdout}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024,
+            "row": run["cases"][0], "stdout": stdout}
 
 
 def main(argv=None) -> int:
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
                 stages = " ".join(f"{s[:-2]} {row[s] / max(seg, 1):.4f}" for s in STAGES if s in row)
                 bound = nbytes * 4 / 2**20 + 2048
                 print(f"{flow:3s} N={n:4d}: wall {r['wall_s']:7.1f} s = {r['wall_s'] / n:.3f} s/slice "
-                      f"(case {row.get('seconds', 0):.1f} s); peak RSS {r['rss_mib']:7.0f} MiB "
+                      f"(case {row.get('seconds', 0):.1f} s = {row.get('seconds', 0) / n:.3f} s/slice; process CPU "
+                      f"{r['cpu_s']:.1f} s); peak RSS {r['rss_mib']:7.0f} MiB "
                       f"(volume {nbytes / 2**20:.0f} MiB, goal <= {bound:.0f} MiB: "
                       f"{'ok' if r['rss_mib'] <= bound else 'OVER'})"
                       + (f"; s/slice by stage: {stages}" if stages else "")
@@ -131,11 +133,13 @@ def main(argv=None) -> int:
         steps = [f"{b}/{a}: x{by_n[b]['wall_s'] / by_n[a]['wall_s']:.2f} (slices x{b / a:.1f})"
                  for a, b in zip(ns, ns[1:])]
         case = [f"{b}/{a}: x{by_n[b]['row']['seconds'] / by_n[a]['row']['seconds']:.2f}" for a, b in zip(ns, ns[1:])]
-        print(f"{flow}: scaling of wall time {'; '.join(steps)}; of the case time {'; '.join(case)}")
+        cpu = [f"{b}/{a}: x{by_n[b]['cpu_s'] / by_n[a]['cpu_s']:.2f}" for a, b in zip(ns, ns[1:])]
+        print(f"{flow}: scaling of wall time {'; '.join(steps)}; of the case time {'; '.join(case)}; "
+              f"of the process CPU time {'; '.join(cpu)}")
     if "old" in res:
         for n in sorted(res["new"]):
             o, w = res["old"][n], res["new"][n]
-            print(f"N={n}: old/new wall x{o['wall_s'] / w['wall_s']:.2f}, case time "
+            print(f"N={n}: old/new wall x{o['wall_s'] / w['wall_s']:.2f}, CPU x{o['cpu_s'] / w['cpu_s']:.2f}, case time "
                   f"x{o['row']['seconds'] / w['row']['seconds']:.2f}, peak RSS x{o['rss_mib'] / w['rss_mib']:.2f} "
                   f"({o['rss_mib']:.0f} -> {w['rss_mib']:.0f} MiB)")
     print(f"load average after: {os.getloadavg()}")

@@ -117,6 +117,11 @@ def merge_parts(part_dirs: Sequence[str | Path], out: str | Path, *, overwrite: 
     dirs = [Path(p) for p in part_dirs]
     if not dirs:
         raise ConfigError("segment-merge needs the part folders: medkt segment-merge PART_DIR... -o OUT")
+    seen: dict[Path, Path] = {}
+    for d in dirs:
+        if d.resolve() in seen:
+            raise InputError(f"the folder was given twice ({seen[d.resolve()]} and {d}).", path=str(d))
+        seen[d.resolve()] = d
     recs = {d: _read_part(d) for d in dirs}
     first_dir, first = next(iter(recs.items()))
     p0 = first["part"]

@@ -137,7 +137,10 @@ def _scale(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
         return np.zeros(a.shape, dtype=np.float32)
     out = np.empty(a.shape, dtype=np.float32)
     for c in _chunks(a):
-        out[c] = np.clip((a[c].astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
+        x = a[c].astype(np.float64)  # one float64 temporary per chunk, updated in place
+        x -= lo
+        x /= hi - lo
+        out[c] = np.clip(x, 0.0, 1.0, out=x)
     return out
 
 

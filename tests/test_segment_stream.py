@@ -271,3 +271,17 @@ def test_ray_equals_local(cohort, tmp_path, network_attempts):
     assert {c: r["status"] for c, r in rows.items()} == {"a": "ok", "b": "ok", "z": "failed"}
     here = medkt.segment(bad / "z.nii.gz", output=tmp_path / "local_bad", **kw).table[0]
     assert rows["z"]["reason"] == here["reason"] and here["status"] == "failed"
+
+
+def test_batch_runner_pending_skips_finished_cases(tmp_path):
+    """What an executor submits up front under --resume: the cases without a valid done-marker."""
+    from medkt.batch import BatchRunner
+    from medkt.runs import prepare_output_dir, release_output_dir
+    out = prepare_output_dir(tmp_path / "o", [])
+    try:
+        BatchRunner(out, progress=False).run(["a", "b"], lambda c: {"x": 1})
+        again = BatchRunner(out, resume=True, progress=False)
+        assert again.pending(["a", "b", "c"]) == ["c"]
+        assert BatchRunner(out, progress=False).pending(["a", "b"]) == ["a", "b"]
+    finally:
+        release_output_dir(out)

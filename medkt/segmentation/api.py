@@ -3,9 +3,12 @@
 Inputs: a path (DICOM folder, NIfTI file or folder, folder of 2-D images — discovered
 with :func:`medkt.io.discover_cases`), an in-memory array (``(H, W)``, ``(H, W, 3)`` or a
 ``(I, J, K)`` volume), a ``nibabel`` NIfTI image, an :class:`medkt.io.ImageVolume`, or a
-list of those.  3-D volumes are cut into axial display slices (:func:`medkt.io.iter_slices`),
-segmented in batches and reassembled in the source voxel order (:func:`medkt.io.reassemble`),
-so masks and saliency maps have the input's shape and affine.
+list of those.  3-D volumes are cut into axial display slices (:class:`medkt.io.SliceMap`) and
+streamed batch by batch into output volumes in the source voxel order
+(:mod:`medkt.segmentation.cases`), so masks and saliency maps have the input's shape and affine;
+all-air slices are skipped and ``slices="A:B"`` limits the range.  ``num_parts`` / ``part_id``
+run one part of a cohort and ``executor="ray"`` spreads cases over Ray actors
+(:mod:`medkt.segmentation.cohort`).
 
 With ``output`` the run writes, per case, ``OUT/<case_id>/mask.<ext>`` (NIfTI, DICOM-SEG or
 PNG), ``saliency.nii.gz`` / ``saliency.npy`` (float32 in [0, 1]) and ``overlay.png``, plus

@@ -210,7 +210,8 @@ class CaseRunner:
         air_src = np.asarray(vol.array) if hu else img01
         air = [] if vol.is_2d or not self.cfg.air.enabled else [
             k for k in keep if self.cfg.air.is_air(smap.view(air_src, k), hu)]
-        todo = [k for k in keep if k not in set(air)]
+        skipped = set(air)
+        todo = [k for k in keep if k not in skipped]
         shape = tuple(smap.shape)
         want = self.out_dir is None or self.keep_arrays
         mask = np.zeros(shape, np.uint8)

@@ -69,11 +69,6 @@ def select_part(items: list, num_parts: int = 1, part_id: int = 0, case_id=lambd
 
 
 # ---------------------------------------------------------------------- merge
-#: run.json keys that differ between parts but not between results
-_VOLATILE = {"seconds", "case_s", "s_per_slice", *("read_s", "prepare_s", "m2ib_s", "postprocess_s",
-                                                   "sam_encode_s", "sam_decode_s", "write_s")}
-
-
 def _read_part(d: Path) -> dict:
     f = d / "run.json"
     try:

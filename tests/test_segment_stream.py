@@ -257,6 +257,8 @@ def test_ray_equals_local(cohort, tmp_path, network_attempts):
         remote = medkt.segment(cohort, output=tmp_path / "ray", executor="ray", workers=2, on_case=seen.append, **kw)
         # a case failing in a worker is recorded with the local run's reason, and the run goes on
         res = medkt.segment(bad, output=tmp_path / "ray_bad", executor="ray", workers=1, **kw)
+        # --resume: the finished cases are not sent to the workers again
+        again = medkt.segment(bad, output=tmp_path / "ray_bad", executor="ray", workers=1, resume=True, **kw)
     finally:
         ray.shutdown()
     assert network_attempts == []
@@ -269,6 +271,8 @@ def test_ray_equals_local(cohort, tmp_path, network_attempts):
     assert per_case and per_case == {k: v for k, v in d_ray.items() if "/" in k}  # byte-identical
     rows = {r["case_id"]: r for r in res.table}
     assert {c: r["status"] for c, r in rows.items()} == {"a": "ok", "b": "ok", "z": "failed"}
+    assert [(r["case_id"], r["status"], "resumed" in r["reason"]) for r in again.table] == [
+        ("a", "ok", True), ("b", "ok", True), ("z", "failed", False)]
     here = medkt.segment(bad / "z.nii.gz", output=tmp_path / "local_bad", **kw).table[0]
     assert rows["z"]["reason"] == here["reason"] and here["status"] == "failed"
 

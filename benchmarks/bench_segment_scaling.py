@@ -118,9 +118,10 @@ def main(argv=None) -> int:
                 seg = row.get("slices_segmented", row.get("slices"))
                 stages = " ".join(f"{s[:-2]} {row[s] / max(seg, 1):.4f}" for s in STAGES if s in row)
                 bound = nbytes * 4 / 2**20 + 2048
+                ccpu = f", case CPU {row['case_cpu_s'] / n:.3f} s/slice" if "case_cpu_s" in row else ""
                 print(f"{flow:3s} N={n:4d}: wall {r['wall_s']:7.1f} s = {r['wall_s'] / n:.3f} s/slice "
-                      f"(case {row.get('seconds', 0):.1f} s = {row.get('seconds', 0) / n:.3f} s/slice; process CPU "
-                      f"{r['cpu_s']:.1f} s); peak RSS {r['rss_mib']:7.0f} MiB "
+                      f"(case {row.get('seconds', 0):.1f} s = {row.get('seconds', 0) / n:.3f} s/slice{ccpu}; "
+                      f"process CPU {r['cpu_s']:.1f} s); peak RSS {r['rss_mib']:7.0f} MiB "
                       f"(volume {nbytes / 2**20:.0f} MiB, goal <= {bound:.0f} MiB: "
                       f"{'ok' if r['rss_mib'] <= bound else 'OVER'})"
                       + (f"; s/slice by stage: {stages}" if stages else "")
@@ -134,8 +135,13 @@ def main(argv=None) -> int:
                  for a, b in zip(ns, ns[1:])]
         case = [f"{b}/{a}: x{by_n[b]['row']['seconds'] / by_n[a]['row']['seconds']:.2f}" for a, b in zip(ns, ns[1:])]
         cpu = [f"{b}/{a}: x{by_n[b]['cpu_s'] / by_n[a]['cpu_s']:.2f}" for a, b in zip(ns, ns[1:])]
+        ccpu = ""
+        if all("case_cpu_s" in by_n[n]["row"] for n in ns):
+            ccpu = "; of the case CPU time " + "; ".join(
+                f"{b}/{a}: x{by_n[b]['row']['case_cpu_s'] / by_n[a]['row']['case_cpu_s']:.2f}"
+                for a, b in zip(ns, ns[1:]))
         print(f"{flow}: scaling of wall time {'; '.join(steps)}; of the case time {'; '.join(case)}; "
-              f"of the process CPU time {'; '.join(cpu)}")
+              f"of the process CPU time {'; '.join(cpu)}{ccpu}")
     if "old" in res:
         for n in sorted(res["new"]):
             o, w = res["old"][n], res["new"][n]

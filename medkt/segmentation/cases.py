@@ -17,7 +17,8 @@ Before any model runs, slices that cannot hold the target are dropped cheaply:
   ``slices_air``.
 
 Per-case stage timings (seconds) go into the case's row (``read_s``, ``prepare_s``, ``m2ib_s``,
-``postprocess_s``, ``sam_encode_s``, ``sam_decode_s``, ``write_s``, ``s_per_slice``), hence into
+``postprocess_s``, ``sam_encode_s``, ``sam_decode_s``, ``write_s``, ``case_s``, ``case_cpu_s`` = process
+CPU seconds, ``s_per_slice``), hence into
 ``cases.csv`` and ``run.json``; :func:`format_case_line` prints them on one line.
 """
 from __future__ import annotations
@@ -196,7 +197,7 @@ class CaseRunner:
 
     def run_case(self, item) -> CaseOutput:
         from medkt import io as mio
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         T: dict[str, float] = {}
         cid = str(item.case_id)
         vol = self.read(item)
@@ -262,6 +263,7 @@ class CaseRunner:
             out.mask, out.saliency, out.coarse = mask, sal, coarse
         row.update({k: round(v, 4) for k, v in T.items()})
         row["case_s"] = round(time.perf_counter() - t0, 4)
+        row["case_cpu_s"] = round(time.process_time() - c0, 4)  # all threads; robust to a busy machine
         row["s_per_slice"] = round(row["case_s"] / len(todo), 4) if todo else None
         return out
 

@@ -166,6 +166,13 @@ class BatchRunner:
         if self.record is not None:
             self.record.write(self.out_dir, final=False)
 
+    def pending(self, cases: list, case_id: Callable[[Any], str] = str) -> list:
+        """The cases :meth:`run` will process (with ``resume``, those without a valid done-marker),
+        in order: lets an executor start them all before :meth:`run` collects the results."""
+        if not self.resume:
+            return list(cases)
+        return [c for c in cases if self._stored(c, case_id(c)) is None]
+
     def run(self, cases: list, fn: Callable[[Any], dict | None],
             case_id: Callable[[Any], str] = str) -> list[CaseResult]:
         ids = [case_id(c) for c in cases]

@@ -82,8 +82,11 @@ def test_cli_dicom_ct_small(dicom_dir, tmp_path):
     assert (out / case.case_id / "overlay.png").exists()
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["window"] == "lung" and run["prompt"] == "a lung nodule"
-    assert {"saliency_s", "postprocess_s", "sam_s"} <= set(run["timings"])
-    assert _rows(out)[0]["status"] == "ok"
+    stages = {"read_s", "prepare_s", "m2ib_s", "postprocess_s", "sam_encode_s", "sam_decode_s", "write_s"}
+    assert stages <= set(run["timings"])
+    row = _rows(out)[0]
+    assert row["status"] == "ok" and stages <= set(row) and all(float(row[s]) >= 0 for s in stages)
+    assert stages <= set(run["cases"][0])
 
 
 def test_cli_dicom_seg_output(dicom_dir, tmp_path):

@@ -98,10 +98,10 @@ def _finite(a: np.ndarray, params: dict) -> np.ndarray:
         raise InputError(f"image data type {a.dtype} is not a real number type.",
                          hint="convert the image to a grayscale or RGB numeric array")
     if not np.issubdtype(a.dtype, np.floating):
-        return a.astype(np.float64)
+        return a  # integers are finite; _scale converts chunk by chunk (no float64 copy of the volume)
+    if _all_finite(a):
+        return a
     ok = np.isfinite(a)
-    if ok.all():
-        return a.astype(np.float64)
     if not ok.any():
         raise InputError("the image contains no finite values (all NaN or infinite).",
                          hint="check the conversion that produced this image")
@@ -112,10 +112,36 @@ def _finite(a: np.ndarray, params: dict) -> np.ndarray:
     return np.where(ok, a, lo).astype(np.float64)
 
 
+#: elements per chunk in the voxel-wise passes: float64 temporaries stay ~32 MB, not volume-sized
+_CHUNK = 1 << 22
+
+
+def _chunks(a: np.ndarray):
+    """Index tuples cutting ``a`` into pieces of about ``_CHUNK`` elements along axis 0."""
+    if a.ndim == 0 or a.size <= _CHUNK:
+        yield (slice(None),)
+        return
+    step = max(1, _CHUNK // max(1, a.size // a.shape[0]))
+    for s in range(0, a.shape[0], step):
+        yield (slice(s, s + step),)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    return all(bool(np.isfinite(a[c]).all()) for c in _chunks(a))
+
+
 def _scale(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``clip((a - lo) / (hi - lo), 0, 1)`` in float64, stored as float32; computed chunk by chunk
+    (same numbers as one pass, without volume-sized float64 temporaries)."""
     if hi <= lo:
         return np.zeros(a.shape, dtype=np.float32)
-    return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    out = np.empty(a.shape, dtype=np.float32)
+    for c in _chunks(a):
+        x = a[c].astype(np.float64)  # one float64 temporary per chunk, updated in place
+        x -= lo
+        x /= hi - lo
+        out[c] = np.clip(x, 0.0, 1.0, out=x)
+    return out
 
 
 def prepare_intensity(image, modality: str | None = None, window=None, *,
@@ -152,7 +178,7 @@ def prepare_intensity(image, modality: str | None = None, window=None, *,
         params.update(method="ct_window", window=name, level=level, width=width)
     elif mod == "MR":
         nz = a[a != 0]
-        sample = nz if nz.size else a.ravel()
+        sample = (nz if nz.size else a.ravel()).astype(np.float64)
         lo, hi = (float(v) for v in np.percentile(sample, percentiles))
         out = _scale(a, lo, hi)
         params.update(method="percentile", percentiles=list(percentiles), nonzero_only=bool(nz.size),

@@ -18,7 +18,7 @@ source array is sliced as stored (``array.take(k, axis)``) with no reorientation
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -68,23 +68,51 @@ class SliceMap:
         from nibabel.orientations import apply_orientation
         return apply_orientation(array, self.ornt) if self.display else array
 
-    def extract(self, array: np.ndarray) -> list[np.ndarray]:
-        """Slices of ``array`` (same spatial shape as the source) in the map's orientation."""
+    def _check(self, array) -> np.ndarray:
         array = np.asarray(array)
         if tuple(array.shape[: len(self.shape)]) != tuple(self.shape):
             raise GeometryError(f"array of shape {array.shape} does not match the sliced volume {self.shape}.")
+        return array
+
+    def _plane(self, canonical: np.ndarray, k: int) -> np.ndarray:
+        # a basic-indexing view: np.take would first copy a non-contiguous ``canonical`` (the
+        # reoriented volume) whole, for every slice -- quadratic in the slice count
+        index: list = [slice(None)] * canonical.ndim
+        index[self.axis] = k
+        plane = canonical[tuple(index)]
+        return np.swapaxes(plane, 0, 1)[::-1, ::-1] if self.display else plane
+
+    def view(self, array: np.ndarray, k: int) -> np.ndarray:
+        """Slice ``k`` of ``array`` as a view (no copy; writable when ``array`` is).
+
+        Writing into the view writes into ``array`` at the source voxels of slice ``k``, so
+        ``smap.view(mask3d, k)[...] = mask2d`` puts a display-oriented 2-D mask back in the
+        source voxel order without building any other full-volume array.
+        """
+        array = self._check(array)
         if self.is_2d:
-            return [array]
+            if k != 0:
+                raise GeometryError(f"a 2-D image has one slice (0), not {k}.")
+            return array
+        return self._plane(self._canonical(array), k)
+
+    def iter_extract(self, array: np.ndarray, indices: Sequence[int] | None = None) -> Iterator[np.ndarray]:
+        """Contiguous copies of the slices ``indices`` (default all) of ``array``, one at a time.
+
+        Only one slice is copied per step, so the cost is linear in the number of slices and
+        the memory one slice.
+        """
+        array = self._check(array)
+        if self.is_2d:
+            yield array
+            return
         c = self._canonical(array)
-        out = []
-        index: list = [slice(None)] * c.ndim
-        for k in self.indices:
-            # a basic-indexing view: np.take would first copy a non-contiguous ``c`` (the
-            # reoriented volume) whole, for every slice -- quadratic in the slice count
-            index[self.axis] = k
-            plane = c[tuple(index)]
-            out.append(np.ascontiguousarray(plane.T[::-1, ::-1] if self.display else plane))
-        return out
+        for k in (self.indices if indices is None else indices):
+            yield np.ascontiguousarray(self._plane(c, k))
+
+    def extract(self, array: np.ndarray) -> list[np.ndarray]:
+        """Slices of ``array`` (same spatial shape as the source) in the map's orientation."""
+        return list(self.iter_extract(array))
 
     def source_axis_index(self, k: int) -> tuple[int, int]:
         """``(source_axis, source_index)`` of slice ``k`` in the source array."""

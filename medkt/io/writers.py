@@ -205,8 +205,13 @@ def write_saliency(saliency, reference: ImageVolume, path: str | Path, format: s
         raise OutputError(f"saliency shape {s.shape} differs from the image shape {reference.spatial_shape}.",
                           path=path)
     if fmt == "nifti":
-        finite = s[np.isfinite(s)]
-        cal = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        if not s.size:
+            cal = (0.0, 0.0)
+        elif np.isfinite(s).all():  # the usual case: no copy of the values
+            cal = (float(s.min()), float(s.max()))
+        else:
+            finite = s[np.isfinite(s)]
+            cal = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
         img, hdr = _nifti_image(s, reference, intent="none", descrip="medkt saliency", cal=cal)
         return _save_nifti_checked(img, hdr, reference, path)
     with atomic_path(path) as tmp:

@@ -3,9 +3,12 @@
 Inputs: a path (DICOM folder, NIfTI file or folder, folder of 2-D images — discovered
 with :func:`medkt.io.discover_cases`), an in-memory array (``(H, W)``, ``(H, W, 3)`` or a
 ``(I, J, K)`` volume), a ``nibabel`` NIfTI image, an :class:`medkt.io.ImageVolume`, or a
-list of those.  3-D volumes are cut into axial display slices (:func:`medkt.io.iter_slices`),
-segmented in batches and reassembled in the source voxel order (:func:`medkt.io.reassemble`),
-so masks and saliency maps have the input's shape and affine.
+list of those.  3-D volumes are cut into axial display slices (:class:`medkt.io.SliceMap`) and
+streamed batch by batch into output volumes in the source voxel order
+(:mod:`medkt.segmentation.cases`), so masks and saliency maps have the input's shape and affine;
+all-air slices are skipped and ``slices="A:B"`` limits the range.  ``num_parts`` / ``part_id``
+run one part of a cohort and ``executor="ray"`` spreads cases over Ray actors
+(:mod:`medkt.segmentation.cohort`).
 
 With ``output`` the run writes, per case, ``OUT/<case_id>/mask.<ext>`` (NIfTI, DICOM-SEG or
 PNG), ``saliency.nii.gz`` / ``saliency.npy`` (float32 in [0, 1]) and ``overlay.png``, plus
@@ -18,42 +21,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from medkt.errors import ConfigError, InputError
+from medkt.segmentation.cases import CaseOutput, CaseRunner
 from medkt.segmentation.finetuned import model_object, resolve_finetuned
-from medkt.segmentation.pipeline import SegmentConfig, Segmenter, SliceResult, load_segment_config
+from medkt.segmentation.pipeline import SegmentConfig, Segmenter, load_segment_config
 
 log = logging.getLogger("medkt.segmentation")
 
-_MASK_EXT = {"nifti": "mask.nii.gz", "png": "mask.png", "dicom-seg": "mask.seg.dcm"}
-
-
-@dataclass
-class CaseOutput:
-    """One case.  ``mask`` (uint8 0/1), ``saliency`` (float32 [0, 1]) and ``coarse`` (uint8)
-    have the input's array shape (``(I, J, K)`` or ``(H, W)``); ``volume`` is the source
-    :class:`~medkt.io.ImageVolume` (affine, spacing).  Arrays are ``None`` for cases written
-    to disk unless ``keep_arrays``.  ``slices``: per-slice status rows."""
-
-    case_id: str
-    row: dict
-    mask: np.ndarray | None = None
-    saliency: np.ndarray | None = None
-    coarse: np.ndarray | None = None
-    volume: Any = None
-    slices: list[dict] = field(default_factory=list)
-    sensitivity: list[dict] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_nifti(self):
-        """The mask as a ``nibabel.Nifti1Image`` on the source affine (3-D cases)."""
-        import nibabel as nib
-        if self.mask is None or self.volume is None:
-            raise InputError(f"case {self.case_id}: no mask in memory (run with keep_arrays=True).")
-        return nib.Nifti1Image(self.mask.astype(np.uint8), self.volume.affine)
+__all__ = ["segment", "SegmentResult", "CaseOutput"]
 
 
 @dataclass
@@ -126,154 +105,6 @@ def _case_id(item) -> str:
     return str(item.case_id)
 
 
-# ---------------------------------------------------------------------- one case
-def _slices(vol, img01, plane: str = "axial") -> tuple[list[tuple[int, np.ndarray]], Any]:
-    from medkt import io as mio
-    if vol.is_2d:
-        return [(0, img01)], None
-    return mio.iter_slices(vol, plane, array=img01)
-
-
-def _assemble(vol, smap, per_slice: dict[int, np.ndarray]):
-    from medkt import io as mio
-    if smap is None:
-        return per_slice[0]
-    return mio.reassemble(per_slice, smap)
-
-
-def _slice_row(k: int, r: SliceResult) -> dict:
-    row = {"slice": k, "status": r.status, "prompts": r.prompts.count,
-           "coarse_components": r.prompts.n_components, "sam_iou": [round(s, 4) for s in r.sam_scores]}
-    tm = r.text_map
-    if tm is not None:  # text-side M2IB: per-token scores
-        row["text_map"] = {"tokens": tm.tokens or tm.token_ids, "scores": [round(s, 4) for s in tm.scores]}
-    return row
-
-
-def _mask_format(cfg: SegmentConfig, vol) -> str:
-    fmt = cfg.output.mask_format
-    if fmt != "auto":
-        return fmt
-    if vol.is_2d:
-        return "png"
-    if vol.kind == "dicom":
-        try:
-            import highdicom  # noqa: F401
-            return "dicom-seg"
-        except ImportError:
-            return "nifti"
-    return "nifti"
-
-
-class _CaseRunner:
-    """Processes one case: read → intensities → slices → Segmenter → reassemble → write."""
-
-    def __init__(self, seg: Segmenter | None, cfg: SegmentConfig, prompt: str, out_dir: Path | None,
-                 gt_index: dict | None, keep_arrays: bool):
-        self.seg, self.cfg, self.prompt = seg, cfg, prompt
-        self.out_dir, self.gt_index, self.keep_arrays = out_dir, gt_index, keep_arrays
-        self.outputs: dict[str, CaseOutput] = {}
-
-    def read(self, item):
-        from medkt import io as mio
-        return item if isinstance(item, mio.ImageVolume) else mio.read_case(item)
-
-    def __call__(self, item) -> dict:
-        from medkt import io as mio
-        vol = self.read(item)
-        cid = _case_id(item)
-        img01, iparams = mio.prepare_intensity(vol, modality=self.cfg.modality, window=self.cfg.window)
-        slices = _slices(vol, img01, self.cfg.plane)
-        pairs, smap = slices
-        chunk = max(self.cfg.m2ib.batch_size, 1) * 4
-        results: dict[int, SliceResult] = {}
-        for start in range(0, len(pairs), chunk):
-            part = pairs[start:start + chunk]
-            res = self.seg.segment_slices([s for _, s in part], self.prompt,
-                                          names=[f"{cid}[{k}]" for k, _ in part])
-            results.update({k: r for (k, _), r in zip(part, res)})
-        mask = _assemble(vol, smap, {k: r.mask.astype(np.uint8) for k, r in results.items()})
-        sal = _assemble(vol, smap, {k: r.saliency.astype(np.float32) for k, r in results.items()})
-        coarse = _assemble(vol, smap, {k: r.coarse.astype(np.uint8) for k, r in results.items()})
-        statuses = [r.status for r in results.values()]
-        row = {"case_id": cid, "kind": vol.kind, "modality": iparams.get("modality") or vol.modality,
-               "shape": "x".join(map(str, vol.spatial_shape)), "slices": len(results),
-               "mask_voxels": int(np.count_nonzero(mask)),
-               "slices_with_mask": int(sum(r.mask.any() for r in results.values())),
-               "slices_empty_coarse": int(sum(s != "ok" for s in statuses)),
-               "empty_policy": self.cfg.prompts.empty, "intensity": iparams,
-               "warnings": list(dict.fromkeys(list(vol.meta.get("warnings", [])) + iparams.get("warnings", [])))}
-        out = CaseOutput(cid, row, volume=vol,
-                         slices=[_slice_row(k, r) for k, r in sorted(results.items())])
-        if self.gt_index is not None:
-            row.update(self._score(cid, vol, mask))
-        if self.cfg.diagnostics.enabled:
-            out.sensitivity = self._sensitivity(cid, pairs)
-            from medkt.segmentation.diagnostics import summarize_sensitivity
-            row.update({f"sens_{k}": round(v, 4) for k, v in summarize_sensitivity(out.sensitivity).items()})
-        if self.out_dir is not None:
-            out.files = self._write(cid, vol, pairs, mask, sal, coarse, results, row["warnings"])
-        if self.out_dir is None or self.keep_arrays:
-            out.mask, out.saliency, out.coarse = mask, sal, coarse
-        self.outputs[cid] = out
-        return {k: v for k, v in row.items() if k not in ("case_id",)}
-
-    def _score(self, cid: str, vol, mask) -> dict:
-        from medkt import io as mio
-        from medkt.metrics import segmentation_scores
-        gt_item = self.gt_index.get(cid) or (next(iter(self.gt_index.values())) if len(self.gt_index) == 1
-                                             else None)
-        if gt_item is None:
-            log.warning("no ground truth for case %s", cid)
-            return {"gt": "missing"}
-        gt = self.read(gt_item) if not isinstance(gt_item, np.ndarray) else mio.volume_from_array(gt_item)
-        g = np.asarray(gt.array)
-        if g.ndim == 3 and g.shape[-1] in (3, 4) and mask.ndim == 2:
-            g = g[..., 0]
-        if g.shape != mask.shape:
-            raise InputError(f"ground truth for case {cid} has shape {g.shape}, the image {mask.shape}.",
-                             hint="pass masks on the image grid (same shape)")
-        scores = segmentation_scores(mask, g > 0, spacing=vol.spacing)
-        return {k: v for k, v in scores.items() if np.isscalar(v)}
-
-    def _sensitivity(self, cid: str, pairs) -> list[dict]:
-        from medkt.segmentation.diagnostics import prompt_sensitivity
-        d = self.cfg.diagnostics
-        n = len(pairs)
-        idx = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(d.max_slices, n))})
-        return prompt_sensitivity(self.seg.saliency, [pairs[i][1] for i in idx], self.prompt,
-                                  neutral_prompt=d.neutral_prompt, n_random=d.random_prompts,
-                                  random_length=d.random_length, seed=self.cfg.m2ib.seed,
-                                  names=[f"{cid}[{pairs[i][0]}]" for i in idx])
-
-    def _write(self, cid, vol, pairs, mask, sal, coarse, results, warnings: list) -> dict:
-        from medkt import io as mio
-        from medkt.errors import DicomSegError
-        d = self.out_dir / cid
-        d.mkdir(parents=True, exist_ok=True)
-        fmt = _mask_format(self.cfg, vol)
-        # prepare_output_dir already applied the --overwrite / --resume policy to the folder
-        try:
-            files = {"mask": str(mio.write_mask(mask, vol, d / _MASK_EXT[fmt], overwrite=True))}
-        except DicomSegError as e:  # keep the computed mask: NIfTI on the same grid, with a recorded warning
-            fmt = "nifti"
-            warnings.append(f"DICOM-SEG not written ({e.message}); the mask was written as NIfTI instead")
-            log.warning("case %s: %s", cid, warnings[-1])
-            files = {"mask": str(mio.write_mask(mask, vol, d / _MASK_EXT[fmt], overwrite=True))}
-        if self.cfg.output.coarse:
-            files["coarse"] = str(mio.write_mask(coarse, vol, d / _MASK_EXT[fmt].replace("mask", "coarse"),
-                                                 overwrite=True))
-        if self.cfg.output.saliency:
-            name = "saliency.npy" if vol.is_2d else "saliency.nii.gz"
-            files["saliency"] = str(mio.write_saliency(sal, vol, d / name, overwrite=True))
-        if self.cfg.output.overlay:
-            k = max(results, key=lambda i: (int(results[i].mask.sum()), float(results[i].saliency.max()), -i))
-            image = dict(pairs)[k]
-            files["overlay"] = str(mio.write_overlay(image, d / "overlay.png", results[k].mask.astype(np.uint8),
-                                                     saliency=results[k].saliency, overwrite=True))
-        return files
-
-
 def _gt_index(gt, max_voxels: int | None = None) -> dict | None:
     if gt is None:
         return None
@@ -290,10 +121,14 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
             model=None, sam: str | None = None, modality: str | None = None,
             window: str | None = None, gt=None, mask_format: str | None = None,
             diagnostics: bool | None = None, seed: int | None = None, max_voxels: int | None = None,
+            slices: str | None = None, skip_air: bool | None = None,
             device: str = "cpu",
             dry_run: bool = False, resume: bool = False, overwrite: bool = False,
             keep_arrays: bool = False, segmenter: Segmenter | None = None, finetuned: str | Path | None = None,
-            concept: str | None = None, lr: float | None = None) -> SegmentResult:
+            concept: str | None = None, lr: float | None = None,
+            num_parts: int = 1, part_id: int = 0, executor: str = "local", ray_address: str | None = None,
+            workers: int = 2, gpus_per_worker: float = 0.0,
+            on_case: Callable[[dict], None] | None = None) -> SegmentResult:
     """Zero-shot segmentation of ``inputs`` for a text ``prompt`` (see module docstring).
 
     Args:
@@ -305,9 +140,10 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
         model: the CLIP-family saliency model: a registered name or model spec (config field ``model``)
             or a model object (a :class:`~medkt.models.base.VisionLanguageModel`, e.g. from
             :func:`medkt.models.create_model` or a transfer result's ``.model``; used as is).
-        sam / modality / window / mask_format / seed: shortcuts for the config fields
-            ``sam.model``, ``modality``, ``window``, ``output.mask_format`` and ``seed``;
-            ``diagnostics`` sets ``diagnostics.enabled``.
+        sam / modality / window / mask_format / seed / slices: shortcuts for the config fields
+            ``sam.model``, ``modality``, ``window``, ``output.mask_format``, ``seed`` and ``slices``
+            (``"A:B"``: only display slices ``A .. B-1`` of 3-D volumes); ``diagnostics`` sets
+            ``diagnostics.enabled`` and ``skip_air`` sets ``air.enabled`` (skip all-air slices).
         max_voxels: size limit per input image, checked from headers before reading (default
             2**28 elements); a larger image is a failed case naming the limit.
         gt: ground-truth path (file or folder matched by case id) or array → DSC/NSD/IoU.
@@ -322,6 +158,14 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
             :func:`~medkt.segmentation.finetuned.resolve_finetuned`).  A model object passed
             as ``model`` is copied first, never changed.  ``run.json`` records the file, its
             concept, lr and sha256 under ``finetuned``.
+        num_parts / part_id: run only part ``part_id`` (0-based) of ``num_parts`` of the cases
+            (ordered by case id, every ``num_parts``-th); join the parts' folders with
+            :func:`medkt.segmentation.cohort.merge_parts` (``medkt segment-merge``).
+        executor: ``local`` or ``ray`` (``ray_address``: ``None`` starts a local Ray, ``"auto"``
+            joins a cluster; ``workers`` actors, each loading the models once, with
+            ``gpus_per_worker`` GPUs each).
+        on_case: called with each finished case's row (``case_id``, counts, stage seconds), e.g.
+            ``lambda row: print(format_case_line(row))``.
 
     Returns:
         :class:`SegmentResult`.  Raises :class:`~medkt.errors.MedktError` subclasses for bad
@@ -329,59 +173,109 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     """
     from medkt.config import to_dict
     from medkt.runs import prepare_output_dir, release_output_dir
+    from medkt.segmentation.cohort import select_part
     from medkt.segmentation.prompt_checks import check_prompt
     model_obj = model_object(model)
     cfg = _resolve_config(config, overrides, model=model_obj.name if model_obj is not None else model,
                           prompt=prompt, modality=modality, window=window, seed=seed, sam=sam,
-                          mask_format=mask_format, diagnostics=diagnostics, max_voxels=max_voxels)
+                          mask_format=mask_format, diagnostics=diagnostics, max_voxels=max_voxels, slices=slices,
+                          skip_air=skip_air)
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor '{executor}'; use local or ray.")
+    if executor == "ray" and (model_obj is not None or segmenter is not None):
+        raise ConfigError("a model object or a ready segmenter cannot be sent to Ray workers.",
+                          hint="pass the model by name (model='biomedclip') with executor='ray'")
     fw = None if finetuned is None and concept is None and lr is None else resolve_finetuned(finetuned, concept, lr)
     items, paths = _items(inputs, cfg.modality, cfg.max_voxels)
+    items, part = select_part(items, num_parts, part_id, case_id=_case_id)
     if dry_run:
         rows = [{"case_id": _case_id(it), "kind": getattr(it, "kind", "array"),
                  "shape": "x".join(map(str, (it.info.get("shape") or []) if hasattr(it, "info")
                                        else it.spatial_shape)),
                  "problem": getattr(it, "problem", None)} for it in items]
-        return SegmentResult([], rows, record={"dry_run": True, "config": to_dict(cfg)})
+        return SegmentResult([], rows, record={"dry_run": True, "config": to_dict(cfg), "part": part})
     check_prompt(cfg.prompt)
     _check_device(device)
     out_dir = prepare_output_dir(output, paths, overwrite=overwrite, resume=resume) if output else None
     try:
         return _run(items, cfg, out_dir, gt=gt, device=device, resume=resume, keep_arrays=keep_arrays,
-                    segmenter=segmenter, model_obj=model_obj, fw=fw)
+                    segmenter=segmenter, model_obj=model_obj, fw=fw, part=part, on_case=on_case,
+                    ray=dict(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
+                    if executor == "ray" else None)
     finally:
         release_output_dir(out_dir)
 
 
+class _Remote:
+    """``fn(case)`` for :class:`~medkt.batch.BatchRunner` that collects a case from the Ray pool."""
+
+    def __init__(self, pool, runner: CaseRunner):
+        self.pool, self.runner = pool, runner
+
+    def __call__(self, item) -> dict:
+        out = self.pool.result(item)
+        self.runner.outputs[out.case_id] = out
+        if self.runner.on_case is not None:
+            self.runner.on_case(out.row)
+        return {k: v for k, v in out.row.items() if k != "case_id"}
+
+
 def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, resume: bool, keep_arrays: bool,
-         segmenter: Segmenter | None, model_obj=None, fw=None) -> SegmentResult:
+         segmenter: Segmenter | None, model_obj=None, fw=None, part: dict | None = None, on_case=None,
+         ray: dict | None = None) -> SegmentResult:
     from medkt.config import to_dict
     from medkt.runs import BatchRunner, RunRecord, write_csv
+    from medkt.segmentation.cases import STAGES
+    from medkt.segmentation.cohort import config_hash
     from medkt.segmentation.prompt_checks import check_prompt_length
     record = RunRecord("segment", config=to_dict(cfg), seed=cfg.m2ib.seed)
+    if part is not None:
+        record.extra["part"] = {**part, "config_hash": config_hash(record.config)}
     if segmenter is not None and (fw is not None or model_obj is not None):
         raise ConfigError("model= / finetuned= cannot be applied to a ready segmenter.",
                           hint="pass them to Segmenter(...) when building it, or drop segmenter=")
-    seg = segmenter or Segmenter(cfg, device=device, model=model_obj, finetuned=fw)
-    if segmenter is not None:  # its models are reused; stage settings come from cfg
-        seg.cfg, seg.saliency.cfg, seg.sam.cfg = cfg, cfg.m2ib, cfg.sam
-    record.weights = seg.describe()
-    if seg.finetuned is not None:
-        record.extra["finetuned"] = seg.finetuned.as_record()
-    record.extra.update({"prompt": cfg.prompt, "device": device})
-    check_prompt_length(seg.model, cfg.prompt, record)
-    runner = _CaseRunner(seg, cfg, cfg.prompt, out_dir, _gt_index(gt, cfg.max_voxels), keep_arrays)
-    if out_dir is not None:
-        batch = BatchRunner(out_dir, resume=resume, record=record, progress=len(items) > 1, table="cases.csv")
-        results = batch.run(items, runner, case_id=_case_id)
-        table = [r.row() for r in results]
-    else:
-        table = []
-        for it in items:
-            table.append({"case_id": _case_id(it), "status": "ok", **runner(it)})
-        record.cases = table
+    gt_index = _gt_index(gt, cfg.max_voxels)
+    pool = seg = None
+    if ray is not None:
+        from medkt.segmentation.cohort import RayCasePool
+        pool = RayCasePool(cfg, device=device, finetuned=fw, out_dir=out_dir, gt_index=gt_index,
+                           keep_arrays=keep_arrays, **ray)
+    try:
+        if pool is None:
+            seg = segmenter or Segmenter(cfg, device=device, model=model_obj, finetuned=fw)
+            if segmenter is not None:  # its models are reused; stage settings come from cfg
+                seg.cfg, seg.saliency.cfg, seg.sam.cfg = cfg, cfg.m2ib, cfg.sam
+            record.weights, counted, model = seg.describe(), None, seg.model
+        else:
+            record.weights, counted, name = pool.model_info()
+            model = type("_Named", (), {"name": name})()
+            record.extra["executor"] = pool.describe()
+        if fw is not None:
+            record.extra["finetuned"] = fw.as_record()
+        record.extra.update({"prompt": cfg.prompt, "device": device})
+        check_prompt_length(model, cfg.prompt, record, counted=counted)
+        runner = CaseRunner(seg, cfg, cfg.prompt, out_dir, gt_index, keep_arrays, on_case=on_case)
+        fn = runner if pool is None else _Remote(pool, runner)
+        if out_dir is not None:
+            batch = BatchRunner(out_dir, resume=resume, record=record, progress=len(items) > 1, table="cases.csv")
+            if pool is not None:
+                pool.submit(batch.pending(items, case_id=_case_id))
+            results = batch.run(items, fn, case_id=_case_id)
+            table = [r.row() for r in results]
+        else:
+            if pool is not None:
+                pool.submit(items)
+            table = []
+            for it in items:
+                table.append({"case_id": _case_id(it), "status": "ok", **fn(it)})
+            record.cases = table
+    finally:
+        if pool is not None:
+            pool.close()
     cases = [runner.outputs[r["case_id"]] for r in table if r["case_id"] in runner.outputs]
     summary = _summary(table) if gt is not None else {}
-    record.timings.update(seg.timings)
+    done = [r for r in table if r.get("status") == "ok" and STAGES[0] in r]
+    record.timings.update({s: round(sum(r[s] for r in done), 4) for s in STAGES})
     record.extra.update({"summary": summary,
                          "sensitivity": {c.case_id: c.sensitivity for c in cases if c.sensitivity},
                          "slices": {c.case_id: c.slices for c in cases}})
@@ -398,7 +292,7 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
     return SegmentResult(cases, table, summary, record.as_dict(), out_dir)
 
 
-def _resolve_config(config, overrides, *, sam, mask_format, diagnostics, **fields) -> SegmentConfig:
+def _resolve_config(config, overrides, *, sam, mask_format, diagnostics, skip_air=None, **fields) -> SegmentConfig:
     if isinstance(config, SegmentConfig):
         from medkt.config import apply_overrides
         cfg = apply_overrides(config, list(overrides or []))
@@ -413,6 +307,8 @@ def _resolve_config(config, overrides, *, sam, mask_format, diagnostics, **field
         cfg.output.mask_format = mask_format
     if diagnostics is not None:
         cfg.diagnostics.enabled = bool(diagnostics)
+    if skip_air is not None:
+        cfg.air.enabled = bool(skip_air)
     return cfg.validate()
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from medkt.config import load_config
 from medkt.errors import ConfigError
+from medkt.segmentation.cases import AirConfig, check_slice_range
 from medkt.segmentation.m2ib import M2IBConfig, TextMap
 from medkt.segmentation.postprocess import PostprocessConfig, postprocess
 from medkt.segmentation.prompts import PromptConfig, Prompts, make_prompts
@@ -66,6 +67,9 @@ class SegmentConfig:
     ``"40,400"`` = level,width); ``plane``: display plane 3-D volumes are cut into
     (:func:`medkt.io.iter_slices`: ``axial``, ``coronal`` or ``sagittal``).  ``max_voxels``: size
     limit per input image, checked from headers (default ``medkt.io.checks.DEFAULT_MAX_VOXELS``).
+    ``slices``: ``"A:B"`` limits 3-D volumes to display slices ``A .. B-1`` along ``plane``
+    (``--slices``); ``air``: which slices count as all air and are skipped
+    (:class:`~medkt.segmentation.cases.AirConfig`).
     """
 
     model: str = "biomedclip"
@@ -76,6 +80,8 @@ class SegmentConfig:
     seed: int | None = None
     plane: str = "axial"
     max_voxels: int | None = None
+    slices: str | None = None
+    air: AirConfig = field(default_factory=AirConfig)
     m2ib: M2IBConfig = field(default_factory=M2IBConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
@@ -88,6 +94,8 @@ class SegmentConfig:
         self.postprocess.validate()
         self.prompts.validate()
         self.sam.validate()
+        self.air.validate()
+        check_slice_range(self.slices)
         if self.output.mask_format not in MASK_FORMATS:
             raise ConfigError(f"output.mask_format must be one of {', '.join(MASK_FORMATS)}, "
                               f"got '{self.output.mask_format}'.")
@@ -166,6 +174,9 @@ class Segmenter:
         try:
             yield
         finally:
+            if str(self.device).startswith("cuda"):  # charge queued GPU work to this stage
+                import torch
+                torch.cuda.synchronize()
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
 
     def describe(self) -> dict:
@@ -181,7 +192,7 @@ class Segmenter:
             raise ConfigError("a text prompt is needed (--prompt TEXT).")
         images = [np.asarray(im) for im in images]
         names = list(names) if names is not None else [str(i) for i in range(len(images))]
-        with self._timer("saliency_s"):
+        with self._timer("m2ib_s"):
             sal = self.saliency(images, prompt)
         coarse, prompts = [], []
         with self._timer("postprocess_s"):
@@ -189,8 +200,7 @@ class Segmenter:
                 c = postprocess(s.map, self.cfg.postprocess, image=im)
                 coarse.append(c)
                 prompts.append(make_prompts(c, self.cfg.prompts, name=nm))
-        with self._timer("sam_s"):
-            outs = self.sam.segment(images, prompts)
+        outs = self.sam.segment(images, prompts, timings=self.timings)
         results = []
         for s, c, p, o in zip(sal, coarse, prompts, outs):
             mask = o.mask if o.mask is not None else np.zeros(c.shape, bool)

@@ -41,9 +41,12 @@ def prompt_token_count(model, prompt: str) -> tuple[int, int] | None:
     return int(n), int(limit)
 
 
-def check_prompt_length(model, prompt: str, record) -> None:
-    """Warn (log and run.json ``warnings``) when the prompt is cut to the model's text context."""
-    counted = prompt_token_count(model, prompt)
+def check_prompt_length(model, prompt: str, record, counted: tuple[int, int] | None = None) -> None:
+    """Warn (log and run.json ``warnings``) when the prompt is cut to the model's text context.
+
+    ``counted``: ``prompt_token_count(model, prompt)`` made elsewhere (e.g. in a Ray worker that
+    holds the model; ``model`` is then only used for its name)."""
+    counted = counted if counted is not None else prompt_token_count(model, prompt)
     if counted is None:
         return
     n, limit = counted

@@ -20,6 +20,7 @@ MedSAM resizes to a square and min-max scales to [0, 1] (no mean/std).  Here:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -172,15 +173,26 @@ class SamSegmenter:
             mask = keep_top_k(mask, prompts.n_components)
         return SamOutput(mask, scores, prompts.status)
 
-    def segment(self, images: Sequence, prompts: Sequence[Prompts]) -> list[SamOutput]:
+    def segment(self, images: Sequence, prompts: Sequence[Prompts],
+                timings: dict[str, float] | None = None) -> list[SamOutput]:
         """Images plus one :class:`Prompts` each → one :class:`SamOutput` each.
 
-        Images whose prompts say ``skip``/``empty`` are not encoded at all.
+        Images whose prompts say ``skip``/``empty`` are not encoded at all.  ``timings``: seconds
+        spent encoding and decoding are added to its ``sam_encode_s`` / ``sam_decode_s``.
         """
         if len(images) != len(prompts):
             raise ConfigError(f"got {len(images)} images but {len(prompts)} prompt sets.")
+        t0 = time.perf_counter()
         need = [i for i, p in enumerate(prompts) if p.status not in ("skip", "empty")]
         embedded = dict(zip(need, self.embed([images[i] for i in need])))
+        t1 = time.perf_counter()
+        out = self._decode_all(images, prompts, embedded)
+        if timings is not None:
+            timings["sam_encode_s"] = timings.get("sam_encode_s", 0.0) + t1 - t0
+            timings["sam_decode_s"] = timings.get("sam_decode_s", 0.0) + time.perf_counter() - t1
+        return out
+
+    def _decode_all(self, images, prompts, embedded: dict) -> list[SamOutput]:
         out = []
         for i, (im, p) in enumerate(zip(images, prompts)):
             if i in embedded:

@@ -16,6 +16,9 @@ cases.csv and run.json.  Settings come from --config (a YAML file or a preset na
 as ct-lung-nodule, breast-us, brain-mri, cxr-pneumothorax, tiny) and --set key=value.
 --finetuned KT_RUN segments with a model taught a finding by `medkt transfer` (the paper's
 Table 4 workflow); --concept / --lr pick its weights when the run holds several.
+All-air slices are skipped (--keep-air segments them), --slices A:B limits the range.  One line
+per case gives the seconds of every stage.  --num-parts/--part-id run one part of a cohort
+(join the parts with `medkt segment-merge`); --executor ray spreads cases over Ray actors.
 A case that fails is recorded in run.json and the run goes on; the exit status is then 1."""
 ORDER = 20
 
@@ -44,7 +47,21 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, help="noise and point-sampling seed (default from the config)")
     p.add_argument("--max-voxels", type=int, metavar="N",
                    help="size limit per input image, checked from headers (default 268435456 = 512x512x1024)")
+    p.add_argument("--slices", metavar="A:B",
+                   help="only display slices A..B-1 of 3-D volumes (0-based along the plane; e.g. 40:120, 40:, :-10)")
+    p.add_argument("--keep-air", action="store_true",
+                   help="also segment all-air slices (default: skipped, counted in slices_air; see air.* settings)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    g = p.add_argument_group("cohorts over several machines")
+    g.add_argument("--num-parts", type=int, default=1, help="split the cases into N parts (default 1)")
+    g.add_argument("--part-id", type=int, default=0,
+                   help="which part to run, 0-based; join the parts with 'medkt segment-merge'")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (default) or ray: Ray actors (one per worker, models loaded once) segment the cases")
+    g.add_argument("--ray-address", help="Ray: cluster address ('auto' joins a running cluster; default: start a "
+                                         "local instance); OUT must be on a file system every node sees")
+    g.add_argument("--workers", type=int, default=2, help="Ray: number of actors (default 2)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0)")
     p.add_argument("--dry-run", action="store_true", help="list the cases that would be processed and stop")
     p.add_argument("--resume", action="store_true", help="skip cases finished by an earlier run into OUT")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
@@ -52,13 +69,17 @@ def add_arguments(p):
 
 def run(args) -> int:
     from medkt.segmentation.api import segment
+    from medkt.segmentation.cases import format_case_line
     result = segment(args.input, prompt=args.prompt, output=args.output, config=args.config,
                      overrides=args.overrides, model=args.model, sam=args.sam, modality=args.modality,
                      window=args.window, gt=args.gt, mask_format=args.mask_format,
                      diagnostics=True if args.diagnostics else None, seed=args.seed, device=args.device,
-                     max_voxels=args.max_voxels,
+                     max_voxels=args.max_voxels, slices=args.slices, skip_air=False if args.keep_air else None,
                      dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite,
-                     finetuned=args.finetuned, concept=args.concept, lr=args.lr)
+                     finetuned=args.finetuned, concept=args.concept, lr=args.lr,
+                     num_parts=args.num_parts, part_id=args.part_id, executor=args.executor,
+                     ray_address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                     on_case=lambda row: print(format_case_line(row), flush=True))
     if args.dry_run:
         for row in result.table:
             extra = f"  ({row['problem']})" if row.get("problem") else ""
@@ -67,6 +88,10 @@ def run(args) -> int:
         return 0
     ok = sum(1 for r in result.table if r.get("status") == "ok")
     failed = [r for r in result.table if r.get("status") == "failed"]
+    part = result.record.get("part")
+    if part:
+        print(f"part {part['part_id']} of {part['num_parts']} ({len(result.table)} of {part['n_cases_total']} "
+              "cases); when every part is done: medkt segment-merge PART_DIRS... -o OUT")
     print(f"segmented {ok} case(s) into {result.out_dir}"
           + (f"; {len(failed)} failed (see run.json):" if failed else ""))
     for r in failed:

@@ -293,7 +293,7 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
             device: str = "cpu",
             dry_run: bool = False, resume: bool = False, overwrite: bool = False,
             keep_arrays: bool = False, segmenter: Segmenter | None = None, finetuned: str | Path | None = None,
-            concept: str | None = None, lr: float | None = None) -> SegmentResult:
+            concept: str | None = None, lr: float | None = None, refiner=None) -> SegmentResult:
     """Zero-shot segmentation of ``inputs`` for a text ``prompt`` (see module docstring).
 
     Args:
@@ -322,6 +322,10 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
             :func:`~medkt.segmentation.finetuned.resolve_finetuned`).  A model object passed
             as ``model`` is copied first, never changed.  ``run.json`` records the file, its
             concept, lr and sha256 under ``finetuned``.
+        refiner: a ``medkt refine`` model folder (or a :class:`~medkt.refinement.Refiner`): the masks
+            come from that network alone (no saliency model, SAM or prompt); ``saliency`` then
+            holds its foreground probability.  Intensities are prepared with the refiner's
+            ``modality`` / ``window`` unless given here.
 
     Returns:
         :class:`SegmentResult`.  Raises :class:`~medkt.errors.MedktError` subclasses for bad
@@ -330,6 +334,15 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     from medkt.config import to_dict
     from medkt.runs import prepare_output_dir, release_output_dir
     from medkt.segmentation.prompt_checks import check_prompt
+    ref = None
+    if refiner is not None:
+        from medkt.refinement.model import as_refiner
+        if segmenter is not None or finetuned is not None or diagnostics:
+            raise ConfigError("refiner= replaces the zero-shot stages; it cannot be combined with segmenter=, "
+                              "finetuned= or diagnostics.", hint="drop one of them")
+        ref = as_refiner(refiner)
+        modality = modality or ref.config.modality
+        window = window or ref.config.window
     model_obj = model_object(model)
     cfg = _resolve_config(config, overrides, model=model_obj.name if model_obj is not None else model,
                           prompt=prompt, modality=modality, window=window, seed=seed, sam=sam,
@@ -342,7 +355,11 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
                                        else it.spatial_shape)),
                  "problem": getattr(it, "problem", None)} for it in items]
         return SegmentResult([], rows, record={"dry_run": True, "config": to_dict(cfg)})
-    check_prompt(cfg.prompt)
+    if ref is None:
+        check_prompt(cfg.prompt)
+    else:
+        from medkt.refinement.model import RefinedSegmenter
+        segmenter = RefinedSegmenter(ref)
     _check_device(device)
     out_dir = prepare_output_dir(output, paths, overwrite=overwrite, resume=resume) if output else None
     try:
@@ -358,17 +375,21 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
     from medkt.runs import BatchRunner, RunRecord, write_csv
     from medkt.segmentation.prompt_checks import check_prompt_length
     record = RunRecord("segment", config=to_dict(cfg), seed=cfg.m2ib.seed)
+    refined = type(segmenter).__name__ == "RefinedSegmenter"
     if segmenter is not None and (fw is not None or model_obj is not None):
         raise ConfigError("model= / finetuned= cannot be applied to a ready segmenter.",
                           hint="pass them to Segmenter(...) when building it, or drop segmenter=")
     seg = segmenter or Segmenter(cfg, device=device, model=model_obj, finetuned=fw)
-    if segmenter is not None:  # its models are reused; stage settings come from cfg
+    if segmenter is not None and not refined:  # its models are reused; stage settings come from cfg
         seg.cfg, seg.saliency.cfg, seg.sam.cfg = cfg, cfg.m2ib, cfg.sam
     record.weights = seg.describe()
     if seg.finetuned is not None:
         record.extra["finetuned"] = seg.finetuned.as_record()
     record.extra.update({"prompt": cfg.prompt, "device": device})
-    check_prompt_length(seg.model, cfg.prompt, record)
+    if refined:
+        record.extra["refiner"] = {**seg.refiner.describe(), "saliency_files": "refiner foreground probability"}
+    else:
+        check_prompt_length(seg.model, cfg.prompt, record)
     runner = _CaseRunner(seg, cfg, cfg.prompt, out_dir, _gt_index(gt, cfg.max_voxels), keep_arrays)
     if out_dir is not None:
         batch = BatchRunner(out_dir, resume=resume, record=record, progress=len(items) > 1, table="cases.csv")

@@ -16,6 +16,7 @@ cases.csv and run.json.  Settings come from --config (a YAML file or a preset na
 as ct-lung-nodule, breast-us, brain-mri, cxr-pneumothorax, tiny) and --set key=value.
 --finetuned KT_RUN segments with a model taught a finding by `medkt transfer` (the paper's
 Table 4 workflow); --concept / --lr pick its weights when the run holds several.
+--refiner MODEL_DIR segments with a network trained by `medkt refine` on earlier masks.
 A case that fails is recorded in run.json and the run goes on; the exit status is then 1."""
 ORDER = 20
 
@@ -30,6 +31,9 @@ def add_arguments(p):
                         "folder or a .safetensors file (delta, lora or full)")
     p.add_argument("--concept", help="with --finetuned: the concept whose weights to use (name or slug)")
     p.add_argument("--lr", type=float, help="with --finetuned: the learning rate whose weights to use")
+    p.add_argument("--refiner", metavar="MODEL_DIR",
+                   help="segment with a network trained by `medkt refine` instead of the zero-shot stages "
+                        "(no prompt needed; saliency files hold its foreground probability)")
     p.add_argument("--sam", help="SAM model: sam-vit-b, sam-vit-l, sam-vit-h, medsam, tiny-sam")
     p.add_argument("--modality", help="intensity preparation: ct, mr, us, xr ... (default: from the file)")
     p.add_argument("--window", help="CT window preset (lung, abdomen, brain, ...) or 'LEVEL,WIDTH' such as '40,400'")
@@ -58,7 +62,7 @@ def run(args) -> int:
                      diagnostics=True if args.diagnostics else None, seed=args.seed, device=args.device,
                      max_voxels=args.max_voxels,
                      dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite,
-                     finetuned=args.finetuned, concept=args.concept, lr=args.lr)
+                     finetuned=args.finetuned, concept=args.concept, lr=args.lr, refiner=args.refiner)
     if args.dry_run:
         for row in result.table:
             extra = f"  ({row['problem']})" if row.get("problem") else ""

@@ -111,6 +111,12 @@ class _Stage(MapTransform):
             raise ConfigError(f"{type(self).__name__} takes one key, got {list(self.keys)}.")
         self.output_key, self.plane = output_key, plane
 
+    def key_iterator(self, data: Mapping, *extra):
+        for key in self.keys:
+            if key not in data and not self.allow_missing_keys:
+                self._get(data, key)
+        yield from super().key_iterator(data, *extra)
+
     def _get(self, d: Mapping, key: Hashable):
         if key not in d:
             raise InputError(f"{type(self).__name__}: key '{key}' is missing from the data dict "

@@ -152,4 +152,6 @@ def train_transforms(size: int, prob: float):
         tf.append(RandAffined(KEYS, prob=prob, rotate_range=0.3, scale_range=0.15,
                               translate_range=(0.1 * size, 0.1 * size), mode=("bilinear", "nearest", "bilinear"),
                               padding_mode="zeros"))
+    from monai.transforms import EnsureTyped
+    tf.append(EnsureTyped(KEYS, track_meta=False))  # plain tensors into the network
     return Compose(tf)

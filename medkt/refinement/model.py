@@ -89,7 +89,7 @@ class Refiner:
         Raises:
             WeightsError: not a refiner folder, or weights that do not fit the recorded network.
         """
-        from safetensors.torch import load_file
+        from safetensors.torch import load_model
 
         from medkt.refinement.config import load_refine_config
         d = Path(model_dir).expanduser()
@@ -106,7 +106,7 @@ class Refiner:
         cfg = load_refine_config(meta["config"])
         net = build_network(cfg.network)
         try:
-            net.load_state_dict(load_file(str(weights)))
+            load_model(net, str(weights))
         except (RuntimeError, OSError) as e:
             raise WeightsError(f"the weights do not fit the recorded {cfg.network.name} network ({e}).",
                                path=weights, hint="retrain with `medkt refine`") from None

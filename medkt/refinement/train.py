@@ -222,7 +222,7 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": float(sched.get_last_lr()[0]),
                "seconds": round(time.perf_counter() - t0, 3)}
         history.append(row)
@@ -240,13 +240,13 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
 
 def save_refiner(net, cfg: RefineConfig, out_dir: Path, extra: dict | None = None) -> None:
     """Write ``model.safetensors`` and ``refiner.json`` atomically (see :mod:`medkt.refinement.model`)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
     from medkt.config import to_dict
     from medkt.refinement.model import FORMAT, META, WEIGHTS
     from medkt.runs import atomic_path, atomic_write_json
     with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+        save_model(net, str(tmp))  # handles tensors shared between modules (DynUNet)
     atomic_write_json(out_dir / META, {"format": FORMAT, "version": 1, "config": to_dict(cfg), **(extra or {})})
 
 

@@ -57,6 +57,7 @@ def _pipeline(segmenter, orient: bool):
     return Compose(head + segment_transforms("tiny", prompt=PROMPT, segmenter=segmenter))
 
 
+@pytest.mark.slow
 def test_compose_equals_segment_nifti_after_orientation(segmenter, nifti_file):
     import nibabel as nib
     from monai.data import MetaTensor

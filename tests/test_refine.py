@@ -42,6 +42,7 @@ def trained(data):
                         progress=False)
 
 
+@pytest.mark.slow  # builds the module's data: tiny segment + refine (~10-30 s on 2 shared cores)
 def test_refine_writes_model_run_json_and_validation(trained, data):
     out = data / "model"
     assert {"model.safetensors", "refiner.json", "checkpoint.pt", "run.json"} <= {p.name for p in out.iterdir()}

@@ -52,12 +52,13 @@ def write_pngs(images: np.ndarray, folder: Path, prefix: str) -> list[str]:
     return ids
 
 
-def dsc_by_case(result, gts: dict[str, np.ndarray]) -> dict[str, float]:
+def dsc_by_case(seg_out: Path, gts: dict[str, np.ndarray]) -> dict[str, float]:
+    """DSC (%) of the ``mask.png`` files a ``medkt segment`` run wrote, per case id."""
+    from PIL import Image
+
     from medkt.metrics.segmentation import compute_dice
-    out = {}
-    for c in result.cases:
-        out[c.case_id] = 100.0 * compute_dice(np.asarray(c.mask) > 0, gts[c.case_id] > 0)
-    return out
+    return {cid: 100.0 * compute_dice(np.asarray(Image.open(seg_out / cid / "mask.png")) > 0, g > 0)
+            for cid, g in gts.items()}
 
 
 def run_modality(mod: str, args, out: Path, log=print) -> dict:
@@ -72,38 +73,43 @@ def run_modality(mod: str, args, out: Path, log=print) -> dict:
     d = out / mod
     tr = phantom_eval_set(mod, finding, args.n_train, seed=args.train_seed)
     te = phantom_eval_set(mod, finding, args.n_test, seed=args.test_seed)
-    tr_ids = write_pngs(tr.images, d / "train_images", "tr")
-    te_ids = write_pngs(te.images, d / "test_images", "te")
+    tr_ids = [f"tr{i:04d}" for i in range(len(tr))]
+    te_ids = [f"te{i:04d}" for i in range(len(te))]
     gt_tr = dict(zip(tr_ids, tr.masks))
     gt_te = dict(zip(te_ids, te.masks))
-    write_pngs(tr.masks * 255, d / "train_gt", "tr")
-    common = dict(prompt=prompt, config=seg_cfg, window=WINDOW, keep_arrays=True)
-    t0 = time.perf_counter()
-    pseudo = medkt.segment(str(d / "train_images"), output=d / "pseudo", overwrite=True, **common)
-    t_pseudo = time.perf_counter() - t0
-    zs = medkt.segment(str(d / "test_images"), output=d / "zeroshot", overwrite=True, **common)
+    src = Path(args.pseudo_from) / mod if args.pseudo_from else d  # zero-shot outputs of an earlier run
+    t_pseudo = None
+    if not args.pseudo_from:
+        write_pngs(tr.images, d / "train_images", "tr")
+        write_pngs(te.images, d / "test_images", "te")
+        write_pngs(tr.masks * 255, d / "train_gt", "tr")
+        common = dict(prompt=prompt, config=seg_cfg, window=WINDOW)
+        t0 = time.perf_counter()
+        medkt.segment(str(d / "train_images"), output=d / "pseudo", overwrite=True, **common)
+        t_pseudo = round(time.perf_counter() - t0, 1)
+        medkt.segment(str(d / "test_images"), output=d / "zeroshot", overwrite=True, **common)
     ov = list(VARIANTS[args.variant]) + list(args.set)
     t0 = time.perf_counter()
-    res = medkt.refine(d / "train_images", d / "pseudo", d / "model", config=args.config, overrides=ov,
-                       epochs=args.epochs, seed=args.seed, window=WINDOW, val_gt=d / "train_gt",
+    res = medkt.refine(src / "train_images", src / "pseudo", d / "model", config=args.config, overrides=ov,
+                       epochs=args.epochs, seed=args.seed, window=WINDOW, val_gt=src / "train_gt",
                        overwrite=True, progress=False)
     t_train = time.perf_counter() - t0
-    ref = medkt.segment(str(d / "test_images"), refiner=d / "model", output=d / "refined", overwrite=True,
-                        keep_arrays=True)
-    pl, z, r = dsc_by_case(pseudo, gt_tr), dsc_by_case(zs, gt_te), dsc_by_case(ref, gt_te)
+    medkt.segment(str(src / "test_images"), refiner=d / "model", output=d / "refined", overwrite=True)
+    pl, z = dsc_by_case(src / "pseudo", gt_tr), dsc_by_case(src / "zeroshot", gt_te)
+    r = dsc_by_case(d / "refined", gt_te)
     row = {"modality": mod, "finding": finding, "prompt": prompt, "n_train": args.n_train, "n_test": args.n_test,
            "pseudo_label_dsc_train": float(np.mean(list(pl.values()))),
            "refined_dsc_train": res.validation.get("mean", {}).get("refined_dsc"),
            "zeroshot_dsc_test": float(np.mean(list(z.values()))),
            "refined_dsc_test": float(np.mean(list(r.values()))),
-           "pseudo_seconds": round(t_pseudo, 1), "train_seconds": round(t_train, 1),
+           "pseudo_seconds": t_pseudo, "pseudo_from": str(src), "train_seconds": round(t_train, 1),
            "train_epoch_seconds": [h["seconds"] for h in res.history],
            "n_slices": res.n_slices, "history": res.history,
            "per_case_test": {"zeroshot": z, "refined": r}}
     row["gain"] = row["refined_dsc_test"] - row["zeroshot_dsc_test"]
     log(f"  {mod:4s} {finding:12s} pseudo-labels (train) {row['pseudo_label_dsc_train']:5.1f}  "
         f"zero-shot (test) {row['zeroshot_dsc_test']:5.1f}  refined (test) {row['refined_dsc_test']:5.1f}  "
-        f"gain {row['gain']:+5.1f}  train {t_train:.0f}s")
+        f"gain {row['gain']:+5.1f}  train {t_train:.0f}s", flush=True)
     return row
 
 
@@ -136,6 +142,8 @@ def main(argv=None) -> int:
     p.add_argument("--variant", default="plain", choices=sorted(VARIANTS))
     p.add_argument("--set", action="append", default=[], help="extra refine overrides")
     p.add_argument("--epochs", type=int)
+    p.add_argument("--pseudo-from", help="reuse the images, pseudo-labels and zero-shot masks of an earlier run's "
+                                         "output folder (same --n-train/--n-test/seeds)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     import torch
@@ -150,7 +158,7 @@ def main(argv=None) -> int:
     rows = [run_modality(m, args, out) for m in args.modalities]
     wall, cpu = time.perf_counter() - t0, time.process_time() - t_cpu
     md = table(rows)
-    print(md)
+    print(md, flush=True)
     from medkt.runs import atomic_write, atomic_write_json, environment_info
     atomic_write_json(out / "results.json", {"args": vars(args), "rows": rows, "wall_s": wall, "cpu_s": cpu,
                                              "loadavg_start": load, "loadavg_end": os.getloadavg(),

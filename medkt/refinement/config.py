@@ -47,7 +47,7 @@ class TrainConfig:
     ``checkpoint_every`` epochs (atomic; ``--resume`` continues from it); ``threads``: torch
     CPU threads (0 = leave as is)."""
 
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 16
     lr: float = 2e-3
     min_lr_ratio: float = 0.05

@@ -6,6 +6,8 @@ The top-level API is imported lazily so that ``import medkt`` stays fast:
 * :func:`medkt.from_open_clip`, :func:`medkt.from_hf` — wrap in-memory models;
 * :mod:`medkt.transfer` — inversion + fine-tuning (``medkt transfer``);
 * :func:`medkt.segment` — M2IB → SAM zero-shot segmentation (``medkt segment``);
+* :func:`medkt.refine` — a MONAI network trained on those masks (``medkt refine``);
+* :mod:`medkt.monai` — the segmentation stages as MONAI dictionary transforms;
 * :mod:`medkt.metrics` — DSC / NSD / IoU, classification, retrieval, captioning.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ _LAZY = {
     "from_open_clip": "medkt.models",
     "from_hf": "medkt.models",
     "segment": "medkt.segmentation.api",
+    "refine": "medkt.refinement.train",
     "evaluate": "medkt.metrics.evaluate",
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -64,7 +64,7 @@ def assets_dir() -> Path:
 
 #: Kinds of shipped configs (sub-folders of ``configs/``) and what one of them is called.
 CONFIG_KINDS = {"concepts": "concept set", "experiments": "experiment", "segment": "segment preset",
-                "transfer": "transfer preset"}
+                "transfer": "transfer preset", "refine": "refine preset"}
 
 
 def config_dir(kind: str) -> Path:

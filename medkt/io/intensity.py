@@ -144,6 +144,61 @@ def _scale(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return out
 
 
+def intensity_range(image, modality: str | None = None, window=None, *,
+                    percentiles: tuple[float, float] = DEFAULT_MR_PERCENTILES
+                    ) -> tuple[np.ndarray, float, float, dict[str, Any]]:
+    """The rule half of :func:`prepare_intensity`: ``(finite array, low, high, params)``.
+
+    The array is the input's own when it is already finite (integers are kept as they are; no
+    volume-sized float64 copy), else a float64 copy with non-finite voxels replaced.
+
+    ``low``/``high`` are the intensities mapped to 0 and 1 (CT window edges, MR percentiles of
+    non-zero voxels, or min/max); ``params`` is :func:`prepare_intensity`'s record without the
+    constant-image warning and the MONOCHROME1 inversion.  :class:`medkt.monai.MedktPrepared`
+    applies the range with MONAI's ``ScaleIntensityRange``.
+    """
+    arr = np.asarray(getattr(image, "array", image))
+    mod = normalize_modality(modality or getattr(image, "modality", None))
+    params: dict[str, Any] = {"modality": mod}
+    a = _finite(arr, params)
+    if window is not None or mod == "CT":
+        name, level, width = resolve_window(window if window is not None else DEFAULT_CT_WINDOW)
+        if mod not in ("CT", "UNKNOWN"):
+            log.warning("applying CT window '%s' to a %s image as requested", name, mod)
+        lo, hi = level - width / 2.0, level + width / 2.0
+        params.update(method="ct_window", window=name, level=level, width=width)
+    elif mod == "MR":
+        nz = a[a != 0]
+        sample = (nz if nz.size else a.ravel()).astype(np.float64)
+        lo, hi = (float(v) for v in np.percentile(sample, percentiles))
+        params.update(method="percentile", percentiles=list(percentiles), nonzero_only=bool(nz.size),
+                      low=lo, high=hi)
+    else:
+        lo, hi = float(a.min()), float(a.max())
+        params.update(method="minmax", low=lo, high=hi)
+    return a, lo, hi, params
+
+
+def intensity_warnings(image, a: np.ndarray, out: np.ndarray, lo: float, hi: float, params: dict) -> np.ndarray:
+    """Constant-image warning and MONOCHROME1 inversion (the last step of :func:`prepare_intensity`)."""
+    meta = getattr(image, "meta", {}) or {}
+    amin, amax = float(a.min()), float(a.max())
+    msg = None
+    if amax <= amin:
+        msg = (f"the image is constant (every voxel is {amin:g}); the prepared intensities are all "
+               f"{float(out.flat[0]):g} and nothing can be segmented")
+    elif hi <= lo:
+        msg = f"the {params['method']} range is empty (low = high = {lo:g}); the prepared intensities are all 0"
+    if msg:
+        params["constant_image"] = True
+        params.setdefault("warnings", []).append(msg)
+        log.warning("%s%s", f"{image.case_id}: " if hasattr(image, "case_id") else "", msg)
+    if str(meta.get("photometric", "")).upper() == "MONOCHROME1":
+        out = (1.0 - out).astype(np.float32)
+        params["inverted"] = True
+    return out
+
+
 def prepare_intensity(image, modality: str | None = None, window=None, *,
                       percentiles: tuple[float, float] = DEFAULT_MR_PERCENTILES) -> tuple[np.ndarray, dict[str, Any]]:
     """Map intensities to float32 ``[0, 1]`` by modality; return ``(array, params)``.
@@ -164,41 +219,6 @@ def prepare_intensity(image, modality: str | None = None, window=None, *,
         InputError: the image has no finite value.
         ConfigError / UnknownNameError: a bad window.
     """
-    meta = getattr(image, "meta", {}) or {}
-    arr = np.asarray(getattr(image, "array", image))
-    mod = normalize_modality(modality or getattr(image, "modality", None))
-    params: dict[str, Any] = {"modality": mod}
-    a = _finite(arr, params)
-    if window is not None or mod == "CT":
-        name, level, width = resolve_window(window if window is not None else DEFAULT_CT_WINDOW)
-        if mod not in ("CT", "UNKNOWN"):
-            log.warning("applying CT window '%s' to a %s image as requested", name, mod)
-        lo, hi = level - width / 2.0, level + width / 2.0
-        out = _scale(a, lo, hi)
-        params.update(method="ct_window", window=name, level=level, width=width)
-    elif mod == "MR":
-        nz = a[a != 0]
-        sample = (nz if nz.size else a.ravel()).astype(np.float64)
-        lo, hi = (float(v) for v in np.percentile(sample, percentiles))
-        out = _scale(a, lo, hi)
-        params.update(method="percentile", percentiles=list(percentiles), nonzero_only=bool(nz.size),
-                      low=lo, high=hi)
-    else:
-        lo, hi = float(a.min()), float(a.max())
-        out = _scale(a, lo, hi)
-        params.update(method="minmax", low=lo, high=hi)
-    amin, amax = float(a.min()), float(a.max())
-    msg = None
-    if amax <= amin:
-        msg = (f"the image is constant (every voxel is {amin:g}); the prepared intensities are all "
-               f"{float(out.flat[0]):g} and nothing can be segmented")
-    elif hi <= lo:
-        msg = f"the {params['method']} range is empty (low = high = {lo:g}); the prepared intensities are all 0"
-    if msg:
-        params["constant_image"] = True
-        params.setdefault("warnings", []).append(msg)
-        log.warning("%s%s", f"{image.case_id}: " if hasattr(image, "case_id") else "", msg)
-    if str(meta.get("photometric", "")).upper() == "MONOCHROME1":
-        out = (1.0 - out).astype(np.float32)
-        params["inverted"] = True
-    return out, params
+    a, lo, hi, params = intensity_range(image, modality, window, percentiles=percentiles)
+    out = _scale(a, lo, hi)
+    return intensity_warnings(image, a, out, lo, hi, params), params

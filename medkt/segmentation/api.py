@@ -128,7 +128,7 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
             concept: str | None = None, lr: float | None = None,
             num_parts: int = 1, part_id: int = 0, executor: str = "local", ray_address: str | None = None,
             workers: int = 2, gpus_per_worker: float = 0.0,
-            on_case: Callable[[dict], None] | None = None) -> SegmentResult:
+            on_case: Callable[[dict], None] | None = None, refiner=None) -> SegmentResult:
     """Zero-shot segmentation of ``inputs`` for a text ``prompt`` (see module docstring).
 
     Args:
@@ -166,6 +166,10 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
             ``gpus_per_worker`` GPUs each).
         on_case: called with each finished case's row (``case_id``, counts, stage seconds), e.g.
             ``lambda row: print(format_case_line(row))``.
+        refiner: a ``medkt refine`` model folder (or a :class:`~medkt.refinement.Refiner`): the masks
+            come from that network alone (no saliency model, SAM or prompt); ``saliency`` then
+            holds its foreground probability.  Intensities are prepared with the refiner's
+            ``modality`` / ``window`` unless given here.
 
     Returns:
         :class:`SegmentResult`.  Raises :class:`~medkt.errors.MedktError` subclasses for bad
@@ -175,6 +179,15 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
     from medkt.runs import prepare_output_dir, release_output_dir
     from medkt.segmentation.cohort import select_part
     from medkt.segmentation.prompt_checks import check_prompt
+    ref = None
+    if refiner is not None:
+        from medkt.refinement.model import as_refiner
+        if segmenter is not None or finetuned is not None or diagnostics:
+            raise ConfigError("refiner= replaces the zero-shot stages; it cannot be combined with segmenter=, "
+                              "finetuned= or diagnostics.", hint="drop one of them")
+        ref = as_refiner(refiner)
+        modality = modality or ref.config.modality
+        window = window or ref.config.window
     model_obj = model_object(model)
     cfg = _resolve_config(config, overrides, model=model_obj.name if model_obj is not None else model,
                           prompt=prompt, modality=modality, window=window, seed=seed, sam=sam,
@@ -194,7 +207,13 @@ def segment(inputs, prompt: str | None = None, *, output: str | Path | None = No
                                        else it.spatial_shape)),
                  "problem": getattr(it, "problem", None)} for it in items]
         return SegmentResult([], rows, record={"dry_run": True, "config": to_dict(cfg), "part": part})
-    check_prompt(cfg.prompt)
+    if ref is None:
+        check_prompt(cfg.prompt)
+    else:
+        if executor != "local":
+            raise ConfigError("refiner= runs on the local executor only.", hint="drop --executor ray with --refiner")
+        from medkt.refinement.model import RefinedSegmenter
+        segmenter = RefinedSegmenter(ref)
     _check_device(device)
     out_dir = prepare_output_dir(output, paths, overwrite=overwrite, resume=resume) if output else None
     try:
@@ -225,7 +244,7 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
          ray: dict | None = None) -> SegmentResult:
     from medkt.config import to_dict
     from medkt.runs import BatchRunner, RunRecord, write_csv
-    from medkt.segmentation.cases import STAGES
+    from medkt.segmentation.cases import EXTRA_STAGES, STAGES
     from medkt.segmentation.cohort import config_hash
     from medkt.segmentation.prompt_checks import check_prompt_length
     record = RunRecord("segment", config=to_dict(cfg), seed=cfg.m2ib.seed)
@@ -234,6 +253,7 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
     if segmenter is not None and (fw is not None or model_obj is not None):
         raise ConfigError("model= / finetuned= cannot be applied to a ready segmenter.",
                           hint="pass them to Segmenter(...) when building it, or drop segmenter=")
+    refined = type(segmenter).__name__ == "RefinedSegmenter"
     gt_index = _gt_index(gt, cfg.max_voxels)
     pool = seg = None
     if ray is not None:
@@ -243,7 +263,7 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
     try:
         if pool is None:
             seg = segmenter or Segmenter(cfg, device=device, model=model_obj, finetuned=fw)
-            if segmenter is not None:  # its models are reused; stage settings come from cfg
+            if segmenter is not None and not refined:  # its models are reused; stage settings come from cfg
                 seg.cfg, seg.saliency.cfg, seg.sam.cfg = cfg, cfg.m2ib, cfg.sam
             record.weights, counted, model = seg.describe(), None, seg.model
         else:
@@ -253,7 +273,10 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
         if fw is not None:
             record.extra["finetuned"] = fw.as_record()
         record.extra.update({"prompt": cfg.prompt, "device": device})
-        check_prompt_length(model, cfg.prompt, record, counted=counted)
+        if refined:
+            record.extra["refiner"] = {**seg.refiner.describe(), "saliency_files": "refiner foreground probability"}
+        else:
+            check_prompt_length(model, cfg.prompt, record, counted=counted)
         runner = CaseRunner(seg, cfg, cfg.prompt, out_dir, gt_index, keep_arrays, on_case=on_case)
         fn = runner if pool is None else _Remote(pool, runner)
         if out_dir is not None:
@@ -275,7 +298,8 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
     cases = [runner.outputs[r["case_id"]] for r in table if r["case_id"] in runner.outputs]
     summary = _summary(table) if gt is not None else {}
     done = [r for r in table if r.get("status") == "ok" and STAGES[0] in r]
-    record.timings.update({s: round(sum(r[s] for r in done), 4) for s in STAGES})
+    record.timings.update({s: round(sum(r[s] for r in done), 4) for s in STAGES + EXTRA_STAGES
+                           if done and all(s in r for r in done)})
     record.extra.update({"summary": summary,
                          "sensitivity": {c.case_id: c.sensitivity for c in cases if c.sensitivity},
                          "slices": {c.case_id: c.slices for c in cases}})

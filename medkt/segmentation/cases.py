@@ -38,6 +38,8 @@ log = logging.getLogger("medkt.segmentation")
 
 _MASK_EXT = {"nifti": "mask.nii.gz", "png": "mask.png", "dicom-seg": "mask.seg.dcm"}
 STAGES = ("read_s", "prepare_s", "m2ib_s", "postprocess_s", "sam_encode_s", "sam_decode_s", "write_s")
+#: stages of other segmenters (``refiner_s``: ``medkt segment --refiner``), timed and printed when present
+EXTRA_STAGES = ("refiner_s",)
 
 
 @dataclass
@@ -151,7 +153,7 @@ def format_case_line(row: dict) -> str:
     n = row.get("slices_segmented", row.get("slices", 0))
     skipped = [f"{row[k]} {w}" for k, w in (("slices_air", "air"), ("slices_outside_range", "outside --slices"))
                if row.get(k)]
-    parts = [f"{s[:-2].replace('_', ' ')} {row[s]:.2f}s" for s in STAGES if s in row]
+    parts = [f"{s[:-2].replace('_', ' ')} {row[s]:.2f}s" for s in STAGES + EXTRA_STAGES if s in row]
     per = f" = {row['s_per_slice']:.3f} s/slice" if row.get("s_per_slice") is not None else ""
     return (f"{row.get('case_id', '?')}: {n} slice(s) segmented" + (f" ({', '.join(skipped)} skipped)" if skipped
                                                                      else "")
@@ -236,8 +238,9 @@ class CaseRunner:
                 n_empty += r.status != "ok"
                 n_masked += bool(r.mask.any())
                 best.offer(k, im, r)
-        for s in ("m2ib_s", "postprocess_s", "sam_encode_s", "sam_decode_s"):
-            T[s] = self.seg.timings.get(s, 0.0) - before.get(s, 0.0)
+        for s in ("m2ib_s", "postprocess_s", "sam_encode_s", "sam_decode_s", *EXTRA_STAGES):
+            if s in STAGES or s in self.seg.timings:  # extra stages: only those the segmenter has
+                T[s] = self.seg.timings.get(s, 0.0) - before.get(s, 0.0)
         row = {"case_id": cid, "kind": vol.kind, "modality": iparams.get("modality") or vol.modality,
                "shape": "x".join(map(str, vol.spatial_shape)), "slices": n, "slices_segmented": len(todo),
                "slices_air": len(air), "slices_outside_range": n - len(keep),

@@ -19,6 +19,7 @@ Table 4 workflow); --concept / --lr pick its weights when the run holds several.
 All-air slices are skipped (--keep-air segments them), --slices A:B limits the range.  One line
 per case gives the seconds of every stage.  --num-parts/--part-id run one part of a cohort
 (join the parts with `medkt segment-merge`); --executor ray spreads cases over Ray actors.
+--refiner MODEL_DIR segments with a network trained by `medkt refine` on earlier masks.
 A case that fails is recorded in run.json and the run goes on; the exit status is then 1."""
 ORDER = 20
 
@@ -33,6 +34,9 @@ def add_arguments(p):
                         "folder or a .safetensors file (delta, lora or full)")
     p.add_argument("--concept", help="with --finetuned: the concept whose weights to use (name or slug)")
     p.add_argument("--lr", type=float, help="with --finetuned: the learning rate whose weights to use")
+    p.add_argument("--refiner", metavar="MODEL_DIR",
+                   help="segment with a network trained by `medkt refine` instead of the zero-shot stages "
+                        "(no prompt needed; saliency files hold its foreground probability)")
     p.add_argument("--sam", help="SAM model: sam-vit-b, sam-vit-l, sam-vit-h, medsam, tiny-sam")
     p.add_argument("--modality", help="intensity preparation: ct, mr, us, xr ... (default: from the file)")
     p.add_argument("--window", help="CT window preset (lung, abdomen, brain, ...) or 'LEVEL,WIDTH' such as '40,400'")
@@ -76,7 +80,7 @@ def run(args) -> int:
                      diagnostics=True if args.diagnostics else None, seed=args.seed, device=args.device,
                      max_voxels=args.max_voxels, slices=args.slices, skip_air=False if args.keep_air else None,
                      dry_run=args.dry_run, resume=args.resume, overwrite=args.overwrite,
-                     finetuned=args.finetuned, concept=args.concept, lr=args.lr,
+                     finetuned=args.finetuned, concept=args.concept, lr=args.lr, refiner=args.refiner,
                      num_parts=args.num_parts, part_id=args.part_id, executor=args.executor,
                      ray_address=args.ray_address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                      on_case=lambda row: print(format_case_line(row), flush=True))

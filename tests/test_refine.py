@@ -1,0 +1,203 @@
+"""medkt refine (issue 17.2): training on segment's pseudo-labels, resume, segment --refiner, bad input.
+
+Tiny everything: 2-D PNGs with a bright rectangle, pseudo-labels from ``medkt segment --config tiny``
+(random models: the labels are poor, which is what the validation numbers are for), the ``tiny``
+refine preset (BasicUNet widths 4-16 at 32 px, 2 epochs).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from PIL import Image
+
+    import medkt
+    root = tmp_path_factory.mktemp("refine")
+    img, gt = root / "images", root / "gt"
+    img.mkdir()
+    gt.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        a = (rng.random((36, 44)) * 60).astype(np.uint8)
+        m = np.zeros((36, 44), np.uint8)
+        y, x = rng.integers(4, 16), rng.integers(4, 22)
+        a[y:y + 12, x:x + 14] = 220
+        m[y:y + 12, x:x + 14] = 255
+        Image.fromarray(a).save(img / f"c{i}.png")
+        Image.fromarray(m).save(gt / f"c{i}.png")
+    medkt.segment(str(img), prompt="a square", config="tiny", output=root / "seg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    import medkt
+    return medkt.refine(data / "images", data / "seg", data / "model", config="tiny", val_gt=data / "gt",
+                        progress=False)
+
+
+@pytest.mark.slow  # builds the module's data: tiny segment + refine (~10-30 s on 2 shared cores)
+def test_refine_writes_model_run_json_and_validation(trained, data):
+    out = data / "model"
+    assert {"model.safetensors", "refiner.json", "checkpoint.pt", "run.json"} <= {p.name for p in out.iterdir()}
+    assert not list(out.glob("*.tmp*"))
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "refine" and run["status"] == "finished"
+    assert run["config"]["network"]["name"] == "basicunet" and run["n_slices"] == 4
+    assert [h["epoch"] for h in run["history"]] == [1, 2] and all(np.isfinite(h["loss"]) for h in run["history"])
+    assert trained.cases == ["c0", "c1", "c2", "c3"] and not trained.failures
+    mean = trained.validation["mean"]
+    assert set(trained.validation) == {"c0", "c1", "c2", "c3", "mean"}
+    assert 0 <= mean["pseudo_dsc"] <= 100 and 0 <= mean["refined_dsc"] <= 100
+    meta = json.loads((out / "refiner.json").read_text())
+    assert meta["format"] == "medkt-refiner" and meta["epochs_trained"] == 2
+
+
+def test_segment_with_refiner_matches_validation(trained, data):
+    """`medkt segment --refiner` writes the masks that refine's validation scored."""
+    from medkt.cli.main import main
+    assert main(["segment", str(data / "images"), "-o", str(data / "refined"), "--refiner", str(data / "model"),
+                 "--gt", str(data / "gt")]) == 0
+    run = json.loads((data / "refined" / "run.json").read_text())
+    assert run["refiner"]["network"] == "basicunet" and len(run["refiner"]["sha256"]) == 64
+    assert "refiner_s" in run["timings"] and "sam_s" not in run["timings"]
+    dsc = {r["case_id"]: 100 * float(r["dsc"]) for r in run["cases"]}
+    for cid, row in trained.validation.items():
+        if cid != "mean":
+            assert dsc[cid] == pytest.approx(row["refined_dsc"], abs=1e-6)
+    from PIL import Image
+    assert np.asarray(Image.open(data / "refined" / "c0" / "mask.png")).shape == (36, 44)
+    prob = np.load(data / "refined" / "c0" / "saliency.npy")
+    assert prob.shape == (36, 44) and 0 <= prob.min() and prob.max() <= 1
+
+
+def test_resume_gives_the_uninterrupted_weights(data, tmp_path):
+    from medkt.refinement.config import load_refine_config
+    from medkt.refinement.train import load_training_data, train
+    cfg = load_refine_config("tiny", ["train.epochs=3"])
+    samples, _, _ = load_training_data(data / "images", data / "seg", cfg)
+    full, hist_full = train(samples, cfg, tmp_path / "a", progress=False)
+
+    def stop(epoch, net, history):
+        if epoch == 2:
+            raise KeyboardInterrupt
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir(exist_ok=True)
+    with pytest.raises(KeyboardInterrupt):
+        train(samples, cfg, tmp_path / "b", progress=False, on_epoch=stop)
+    assert (tmp_path / "b" / "checkpoint.pt").is_file()  # epoch 1 was checkpointed
+    resumed, hist = train(samples, cfg, tmp_path / "b", resume=True, progress=False)
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert np.array_equal(v.numpy(), w.numpy()), k
+    assert [h["loss"] for h in hist] == [h["loss"] for h in hist_full]
+
+
+def test_resume_refuses_other_settings(data, trained):
+    import medkt
+    from medkt.errors import ResumeMismatchError
+    with pytest.raises(ResumeMismatchError, match="other settings"):
+        medkt.refine(data / "images", data / "seg", data / "model", config="tiny", resume=True, progress=False,
+                     overrides=["train.lr=0.01"])
+
+
+def test_confidence_weights():
+    from medkt.refinement.config import LabelConfig
+    from medkt.refinement.data import confidence
+    lab = np.array([[1, 1, 0, 0]])
+    sal = np.array([[0.9, 0.1, 0.9, 0.1]])
+    assert np.array_equal(confidence(lab, sal, LabelConfig()), np.ones((1, 4), np.float32))
+    w = confidence(lab, sal, LabelConfig(confidence="saliency").validate())
+    np.testing.assert_allclose(w, [[0.9, 0.1, 0.1, 0.9]], rtol=1e-6)
+    w = confidence(lab, sal, LabelConfig(confidence="saliency", ignore_below=0.2, min_weight=0.5).validate())
+    np.testing.assert_allclose(w, [[0.9, 0.0, 0.0, 0.9]], rtol=1e-6)
+
+
+def test_saliency_confidence_trains(data, tmp_path):
+    import medkt
+    res = medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", progress=False, epochs=1,
+                       overrides=["labels.confidence=saliency", "labels.ignore_below=0.3",
+                                  "network.name=dynunet"])
+    assert res.history[0]["epoch"] == 1 and np.isfinite(res.history[0]["loss"])
+    assert res.refiner().config.network.name == "dynunet"
+
+
+def test_bad_case_is_recorded_and_training_goes_on(data, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    import medkt
+    seg = tmp_path / "seg"
+    shutil.copytree(data / "seg", seg)
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(seg / "c1" / "mask.png")  # wrong size
+    shutil.rmtree(seg / "c2")  # no pseudo-label
+    res = medkt.refine(data / "images", seg, tmp_path / "m", config="tiny", progress=False, epochs=1)
+    reasons = {f["case_id"]: f["reason"] for f in res.failures}
+    assert set(reasons) == {"c1", "c2"} and "shape" in reasons["c1"] and "no pseudo-label" in reasons["c2"]
+    assert res.cases == ["c0", "c3"]
+    run = json.loads((tmp_path / "m" / "run.json").read_text())
+    assert {f["case_id"] for f in run["failures"]} == {"c1", "c2"}
+
+
+def test_typed_errors(data, tmp_path):
+    import medkt
+    from medkt.errors import ConfigError, InputError, UnknownNameError, WeightsError
+    from medkt.refinement import Refiner
+    with pytest.raises(InputError, match="pseudo-label folder does not exist"):
+        medkt.refine(data / "images", tmp_path / "nope", tmp_path / "m", config="tiny")
+    with pytest.raises(ConfigError, match="ignore_below needs"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["labels.ignore_below=0.2"])
+    with pytest.raises(UnknownNameError, match="unet"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", overrides=["network.name=unet"])
+    with pytest.raises(InputError, match="nothing to do"):
+        medkt.refine(data / "images", data / "seg")
+    with pytest.raises(WeightsError, match="no trained refiner"):
+        Refiner.load(tmp_path)
+    with pytest.raises(ConfigError, match="replaces the zero-shot"):
+        medkt.segment(str(data / "images"), refiner=data / "model", diagnostics=True)
+
+
+def test_cli_refine(data, tmp_path, capsys):
+    from medkt.cli.main import main
+    assert main(["refine", str(data / "images"), str(data / "seg"), "-o", str(tmp_path / "m"), "--config", "tiny",
+                 "--epochs", "1", "--no-progress", "--val-gt", str(data / "gt")]) == 0
+    out = capsys.readouterr().out
+    assert "trained on 4 case(s), 4 slice(s), 1 epoch(s)" in out and "validation DSC: pseudo-labels" in out
+    assert main(["refine", str(data / "images"), str(data / "seg"), "-o", str(tmp_path / "m"), "--config",
+                 "tiny"]) == 2  # exists: needs --resume or --overwrite
+
+
+def test_volume_round_trip(tmp_path):
+    """3-D: pseudo-labels + saliency as NIfTI, display slices for training, refined mask on the source grid."""
+    import nibabel as nib
+
+    import medkt
+    vols, gt = tmp_path / "vols", tmp_path / "gt"
+    vols.mkdir()
+    gt.mkdir()
+    aff = np.array([[-0.8, 0, 0, 5], [0, 0.8, 0, -3], [0, 0, 2.0, 1], [0, 0, 0, 1]])
+    rng = np.random.default_rng(5)
+    v = rng.normal(0, 20, (24, 20, 4)).astype(np.float32)
+    v[6:14, 5:12, 1:3] += 200
+    m = np.zeros(v.shape, np.uint8)
+    m[6:14, 5:12, 1:3] = 1
+    nib.save(nib.Nifti1Image(v, aff), vols / "vol.nii.gz")
+    nib.save(nib.Nifti1Image(m, aff), gt / "vol.nii.gz")
+    medkt.segment(str(vols), prompt="a bright block", config="tiny", output=tmp_path / "seg")
+    assert (tmp_path / "seg" / "vol" / "saliency.nii.gz").is_file()
+    res = medkt.refine(vols, tmp_path / "seg", tmp_path / "m", config="tiny", epochs=1, progress=False,
+                       val_gt=gt, overrides=["labels.confidence=saliency"])
+    assert res.n_slices == 4 and set(res.validation) == {"vol", "mean"}
+    out = medkt.segment(str(vols), refiner=tmp_path / "m", output=tmp_path / "ref", keep_arrays=True)
+    img = nib.load(tmp_path / "ref" / "vol" / "mask.nii.gz")
+    assert img.shape == (24, 20, 4)
+    np.testing.assert_allclose(img.affine, aff, atol=1e-5)
+    from medkt.metrics.segmentation import compute_dice
+    assert 100 * compute_dice(out.cases[0].mask > 0, m > 0) == pytest.approx(res.validation["vol"]["refined_dsc"])

@@ -39,10 +39,11 @@ class PhantomSettings:
     n_per_modality: int = 16
     seed: int = 0
     eval_seed: int = 777  # test phantoms; 4242 = validation phantoms (where defaults are chosen)
-    m2ib_beta: float = 1.0
-    m2ib_steps: int = 10
+    m2ib_beta: float = 3.0
+    m2ib_steps: int = 20
     m2ib_samples: int = 10
-    m2ib_layer: int | None = 2
+    m2ib_layer: int | None = 1
+    m2ib_feature_norm: str = "image"
     segment_overrides: list = field(default_factory=list)  # dotted SegmentConfig overrides after the defaults
     kt_lrs: tuple = (1e-4, 3e-4, 1e-3)
     kt_variants: tuple = ("paper", "name-prompts")
@@ -54,7 +55,8 @@ class PhantomSettings:
 def segment_config(s: PhantomSettings):
     from medkt.segmentation import load_segment_config
     ov = [f"m2ib.beta={s.m2ib_beta}", f"m2ib.steps={s.m2ib_steps}", f"m2ib.samples={s.m2ib_samples}",
-          "m2ib.resize=squash", "postprocess.mode=kmeans", "postprocess.top_k=1", "prompts.mode=box",
+          f"m2ib.feature_norm={s.m2ib_feature_norm}", "m2ib.resize=squash", "postprocess.mode=percentile",
+          "postprocess.percentile=90", "postprocess.top_k=1", "prompts.mode=box",
           "sam.model=phantom-sam"]
     if s.m2ib_layer is not None:
         ov.append(f"m2ib.layer={s.m2ib_layer}")
@@ -177,7 +179,11 @@ def phantom_kt(s: PhantomSettings | None = None, model=None, sam_model=None, kee
 # Table 7 in miniature: each cell changes one setting of the defaults (dotted SegmentConfig overrides).
 ABLATION = {
     "M2IB beta / layer": {f"beta {b:g}, layer {la}": [f"m2ib.beta={b}", f"m2ib.layer={la}"]
-                          for la in (0, 1, 2) for b in (0.1, 1.0, 10.0)},
+                          for la in (0, 1, 2) for b in (1.0, 3.0, 10.0)},
+    "M2IB features": {"standardised (feature_norm image)": ["m2ib.feature_norm=image"],
+                      "raw (MedCLIP-SAMv2, feature_norm none)": ["m2ib.feature_norm=none"],
+                      "raw, 10 steps, beta 1, layer 2 (old phantom default)": [
+                          "m2ib.feature_norm=none", "m2ib.steps=10", "m2ib.beta=1.0", "m2ib.layer=2"]},
     "post-processing": {"k-means": ["postprocess.mode=kmeans"], "Otsu": ["postprocess.mode=otsu"],
                         "percentile 90": ["postprocess.mode=percentile", "postprocess.percentile=90"],
                         "percentile 80": ["postprocess.mode=percentile", "postprocess.percentile=80"],

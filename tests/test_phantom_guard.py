@@ -19,6 +19,7 @@ def models():
     return create_model("phantom-clip"), create_model("phantom-sam")
 
 
+@pytest.mark.slow  # ~5-15 s per modality on the shared 2-core machine (model load included); runs in CI
 @pytest.mark.parametrize("modality", sorted(GUARD))
 def test_shipped_phantom_pipeline_grounds_and_segments(models, modality):
     from medkt.worlds.phantom_experiments import PhantomSettings, run_pipeline

@@ -90,7 +90,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
     with rec.timer("segmentation_kt_s"):
         seg_kt = phantom_kt(ps, log=log)
     R.plot_overlays({f"{m} {TARGET_FINDING[m]}": r["examples"][:2] for m, r in seg_base.items()},
-                    out / "fig_overlays_baseline.png", "phantom pipeline (M2IB -> k-means -> box -> phantom-sam)")
+                    out / "fig_overlays_baseline.png", "phantom pipeline (M2IB -> top 10 % -> box -> phantom-sam)")
     best = max((k for k in seg_kt["results"] if k != "baseline"), default="baseline",
                key=lambda k: seg_kt["results"][k]["dsc"])
     R.plot_overlays({k: seg_kt["results"][k]["examples"][:2] for k in dict.fromkeys(("baseline", best))},
@@ -128,7 +128,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
          "".join(f"* `{v}`: {VARIANT_NOTES[v]}\n" for v in summary if v in VARIANT_NOTES) + "\n"
          "![accuracy vs learning rate](fig4_lr_sweep.png)"),
         ("All KT runs", R.markdown_table(R.SWEEP_HEADER, R.sweep_rows(rows))),
-        ("Phantom segmentation of the seen findings (M2IB -> k-means -> box -> phantom-sam), scores in %",
+        ("Phantom segmentation of the seen findings (M2IB -> top 10 % -> box -> phantom-sam), scores in %",
          R.markdown_table(["modality"] + R.SEG_HEADER[1:], R.seg_rows(seg_base)) +
          "\n\nTargets: " + ", ".join(f"{m} {f}" for m, f in TARGET_FINDING.items()) + "." +
          "\n\n![overlays](fig_overlays_baseline.png)"),

@@ -24,7 +24,7 @@ def test_phantom_pipeline_segments_mri_tumour():
 def test_demo_writes_report_tables_and_figures(tmp_path, capsys):
     from medkt.worlds.demo import DemoConfig, run_demo
     cfg = DemoConfig(concept="tonometer", lrs=(3e-4,), inversion_steps=40, n_known=2, n_novel=6, n_ood=10,
-                     phantom_n=2, phantom_kt_lrs=(3e-4,))
+                     phantom_n=2, phantom_kt_lrs=(3e-4,), phantom_kt_variants=("paper",))
     out = tmp_path / "demo"
     rec = run_demo(out, cfg)
     for f in ("report.md", "run.json", "fig4_lr_sweep.png", "fig_overlays_baseline.png", "fig_overlays_kt.png",

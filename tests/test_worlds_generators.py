@@ -105,3 +105,21 @@ def test_phantoms_masks_and_captions():
         b = phantom_set(mod, findings[0], 1, seed=9)
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert all(f != HELD_OUT for _, f, _ in pretraining_mix())
+
+
+def test_counterfactual_twins_differ_only_at_the_finding():
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantom_world import phantom_eval_seed, phantom_eval_set
+    from medkt.worlds.phantoms import counterfactual_set
+    # findings without far-reaching effects (a pleural line, shadowing and oedema reach beyond the mask)
+    for mod, f in (("ct", "nodule"), ("ct", "effusion"), ("mri", "lesion")):
+        ims, twins, masks, cases = counterfactual_set(mod, f, 3, seed=5)
+        for im, tw, m in zip(ims, twins, masks):
+            diff = im != tw
+            assert diff[m > 0].mean() > 0.5, (mod, f)  # the finding is gone in the twin
+            assert not (diff & ~binary_dilation(m > 0, iterations=5)).any(), (mod, f)  # nothing else (blur tails)
+        assert all(c.finding == f for c in cases)
+    # the evaluation phantoms are the same with or without twins
+    ev = phantom_eval_set("us", "mass", 2)
+    ims, _, masks, _ = counterfactual_set("us", "mass", 2, phantom_eval_seed("us", "mass"))
+    assert np.array_equal(ev.images, ims) and np.array_equal(ev.masks, masks)

@@ -212,7 +212,8 @@ def infer_checkpoint(path: Path) -> tuple[str, str]:
     if md.get("medkt_spec"):
         return "registry", md["medkt_spec"]
     if md.get("format") == WORLD_FORMAT:
-        return "registry", {"world-clip": "world-clip", "world-phantom-clip": "phantom-clip"}.get(md.get("arch"), "")
+        return "registry", {"world-clip": "world-clip", "world-phantom-clip": "phantom-clip",
+                            "world-phantom-clip-v2": "phantom-clip"}.get(md.get("arch"), "")
     if md.get("format") == PHANTOM_SAM_FORMAT:
         return "registry", "phantom-sam"
     if any(k.startswith("image_encoder.") for k in shapes) and any(k.startswith("mask_decoder.") for k in shapes):

@@ -1,8 +1,8 @@
 """The world models shipped as small fp16 files in ``medkt/assets/worlds``: builders and I/O.
 
 * ``world-clip``   — open_clip CLIP (32 px ViT, 4+4 layers) pretrained on the natural world;
-* ``phantom-clip`` — open_clip CLIP (64 px ViT) pretrained on the medical phantoms
-  (finding ``nodule`` held out of its text and images);
+* ``phantom-clip`` — open_clip CLIP (64 px ViT, mean-pooled patch tokens) pretrained on
+  counterfactual pairs of medical phantoms (finding ``nodule`` held out of its text and images);
 * ``phantom-sam``  — segment_anything ``Sam`` (256 px, 3-block encoder) trained
   class-agnostically on phantom findings with box and point prompts.
 
@@ -174,9 +174,9 @@ register_model(ModelSpec(
              "templates": "world"}))  # its pretraining prompts: "a photo of a/an X", "an image of a/an X"
 register_model(ModelSpec(
     name="phantom-clip", family="open_clip", builder=_build_world_clip, tiny=True,
-    description="open_clip CLIP pretrained on medkt's medical phantoms, 'nodule' held out (64 px)",
+    description="open_clip CLIP pretrained on medkt's medical phantoms, 'nodule' held out (64 px, avg pool)",
     source="shipped: medkt/assets/worlds/phantom-clip.safetensors (pipelines/worlds/pretrain_phantom_clip.py)",
-    options={"arch": "world-phantom-clip", "file": "phantom-clip.safetensors",
+    options={"arch": "world-phantom-clip-v2", "file": "phantom-clip.safetensors",
              "shipped": "worlds/phantom-clip.safetensors",
              "templates": "name"}))  # phantom prompts are whole phrases ("axial chest ct showing ...")
 register_model(ModelSpec(

@@ -35,6 +35,7 @@ class DemoConfig:
     n_ood: int = 100  # unnamed-composition images for specificity (full: 200)
     phantom_n: int = 8  # phantoms per modality (full: 24)
     phantom_kt_lrs: tuple = (1e-4, 3e-4, 1e-3)
+    phantom_kt_variants: tuple = ("paper", "name-prompts")
     extra_lrs_given: bool = False  # --lrs given: use cfg.lrs in --full too
 
 
@@ -46,6 +47,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
     from medkt.worlds.experiments import VARIANT_NOTES, KTSettings, NaturalExperiment, summarize_sweep
     from medkt.worlds.phantom_experiments import (PhantomSettings, phantom_baseline, phantom_kt,
                                                   strip_examples)
+    from medkt.worlds.phantoms import TARGET_FINDING
     cfg = cfg or DemoConfig()
     out = prepare_output_dir(out_dir, overwrite=overwrite)
     torch.set_num_threads(cfg.threads)
@@ -81,16 +83,19 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
     # ------------------------------------------------------------------ phantoms
     log("== phantom world: phantom-clip + phantom-sam ==")
     ps = PhantomSettings(n_per_modality=max(cfg.phantom_n, 24) if cfg.full else cfg.phantom_n, seed=cfg.seed,
-                         kt_lrs=tuple(cfg.phantom_kt_lrs), inversion_steps=cfg.inversion_steps)
+                         kt_lrs=tuple(cfg.phantom_kt_lrs), kt_variants=tuple(cfg.phantom_kt_variants),
+                         inversion_steps=cfg.inversion_steps)
     with rec.timer("segmentation_s"):
         seg_base = phantom_baseline(ps, log=log)
     with rec.timer("segmentation_kt_s"):
         seg_kt = phantom_kt(ps, log=log)
-    R.plot_overlays({m: r["examples"][:1] for m, r in seg_base.items()}, out / "fig_overlays_baseline.png",
-                    "phantom pipeline (M2IB -> k-means -> box -> phantom-sam)")
-    R.plot_overlays({k: r["examples"][:2] for k, r in seg_kt["results"].items()}, out / "fig_overlays_kt.png",
-                    f"held-out finding '{seg_kt['concept']}': before / after KT")
-    seg_csv = [{"experiment": "baseline", "modality": m, **{k: r[k] for k in ("dsc", "nsd", "iou", "energy_in_mask",
+    R.plot_overlays({f"{m} {TARGET_FINDING[m]}": r["examples"][:2] for m, r in seg_base.items()},
+                    out / "fig_overlays_baseline.png", "phantom pipeline (M2IB -> top 10 % -> box -> phantom-sam)")
+    best = max((k for k in seg_kt["results"] if k != "baseline"), default="baseline",
+               key=lambda k: seg_kt["results"][k]["dsc"])
+    R.plot_overlays({k: seg_kt["results"][k]["examples"][:2] for k in dict.fromkeys(("baseline", best))},
+                    out / "fig_overlays_kt.png", f"held-out finding '{seg_kt['concept']}': before / after KT")
+    seg_csv = [{"experiment": f"baseline {TARGET_FINDING[m]}", "modality": m, **{k: r[k] for k in ("dsc", "nsd", "iou", "energy_in_mask",
                                                                              "pointing")}}
                for m, r in seg_base.items()]
     seg_csv += [{"experiment": f"nodule {k}", "modality": "ct", **{x: r[x] for x in ("dsc", "nsd", "iou",
@@ -98,7 +103,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
                 for k, r in seg_kt["results"].items()]
     write_csv(out / "segmentation.csv", seg_csv)
     log(R.markdown_table(["modality"] + R.SEG_HEADER[1:], R.seg_rows(seg_base)))
-    kt_header = ["CT nodule (held out)"] + R.SEG_HEADER[1:] + ["normal-vs-nodule accuracy"]
+    kt_header = ["CT nodule (held out)"] + R.SEG_HEADER[1:] + R.KT_EXTRA_HEADER
     log(R.markdown_table(kt_header, R.seg_rows(seg_kt["results"], detection=True)))
     total = time.time() - t0
     # ------------------------------------------------------------------ report
@@ -123,13 +128,17 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, overwrite: b
          "".join(f"* `{v}`: {VARIANT_NOTES[v]}\n" for v in summary if v in VARIANT_NOTES) + "\n"
          "![accuracy vs learning rate](fig4_lr_sweep.png)"),
         ("All KT runs", R.markdown_table(R.SWEEP_HEADER, R.sweep_rows(rows))),
-        ("Phantom segmentation (M2IB -> k-means -> box -> phantom-sam), scores in %",
+        ("Phantom segmentation of the seen findings (M2IB -> top 10 % -> box -> phantom-sam), scores in %",
          R.markdown_table(["modality"] + R.SEG_HEADER[1:], R.seg_rows(seg_base)) +
+         "\n\nTargets: " + ", ".join(f"{m} {f}" for m, f in TARGET_FINDING.items()) + "." +
          "\n\n![overlays](fig_overlays_baseline.png)"),
         (f"Held-out finding '{seg_kt['concept']}': KT from its description",
          f"Description: *{seg_kt['description']}*; segmentation prompt: *{seg_kt['prompt']}*.\n\n" +
          R.markdown_table(kt_header, R.seg_rows(seg_kt["results"], detection=True)) +
-         "\n\n![before / after](fig_overlays_kt.png)"),
+         "\n\nVariants: `paper` = the paper's caption 'A nodule is <description>'; `name-prompts` = it "
+         "alternated with 'a photo of a nodule'.  Last column: the largest DSC loss on the four seen "
+         f"findings against the baseline.  Overlays: baseline and the best row ({best}).\n\n"
+         "![before / after](fig_overlays_kt.png)"),
     ]
     intro = (f"{'Full' if cfg.full else 'Quick'} demo, seed {cfg.seed}, {torch.get_num_threads()} CPU threads, "
              f"{total:.0f} s. Models: world-clip, phantom-clip, phantom-sam (shipped weights). "

@@ -27,6 +27,8 @@ NORMAL_PHRASES = {
 FINDING_PHRASES = {
     "nodule": ("a small round bright nodule in the {side} {level} lung",
                "a solid pulmonary nodule in the {side} lung", "a small round nodule in the lung"),
+    "effusion": ("a {side} pleural effusion", "dependent pleural fluid at the {side} lung base",
+                 "a layering pleural effusion with a meniscus"),
     "pneumothorax": ("a {side} pneumothorax", "a dark area of air without lung markings at the {side} apex",
                      "a pneumothorax with a visible pleural line and absent lung markings"),
     "mass": ("an irregular hypoechoic mass with posterior acoustic shadowing",
@@ -38,17 +40,19 @@ FINDING_PHRASES = {
     "lesion": ("a small round bright lesion in the {side} hemisphere",
                "a small bright spot in the {side} white matter", "a small round lesion"),
 }
-# Descriptions used for Knowledge Transfer and as segmentation prompts (paper Table 4 P1-P4 analogues).
+# Descriptions used for Knowledge Transfer and as zero-shot class prompts (paper Table 4 P1-P4 analogues).
 DESCRIPTIONS = {
     "nodule": "a small round bright spot in the lung",
+    "effusion": "dependent pleural fluid at the lung base",
     "pneumothorax": "a dark area of air without lung markings at the apex",
     "mass": "an irregular hypoechoic mass with posterior acoustic shadowing",
     "tumour": "an irregular bright tumour surrounded by oedema",
     "cyst": "a round anechoic cyst with smooth margins",
     "lesion": "a small round bright lesion",
 }
+# Segmentation prompts of the four seen target findings (phantoms.TARGET_FINDING).
 SEGMENT_PROMPTS = {
-    "ct": "a chest ct showing a small round bright nodule in the lung",
+    "ct": "a chest ct showing a pleural effusion, dependent fluid at the lung base",
     "cxr": "a chest x-ray showing a pneumothorax, a dark area of air without lung markings",
     "us": "a breast ultrasound showing an irregular hypoechoic mass with posterior acoustic shadowing",
     "mri": "a brain mri showing an irregular bright tumour surrounded by oedema",
@@ -68,5 +72,19 @@ def phantom_caption(case: PhantomCase, rng: np.random.Generator) -> str:
     return (f"{mod} showing {phrase}", f"{phrase} on {mod}", f"{mod}: {phrase}")[r]
 
 
+def pair_captions(case: PhantomCase, rng: np.random.Generator) -> tuple[str, str]:
+    """Captions of a counterfactual pair (``case`` and its normal twin) that differ only in
+    the finding phrase: same modality phrase, same template."""
+    mod = MODALITY_PHRASES[case.modality][rng.integers(3)]
+    phrase = FINDING_PHRASES[case.finding][rng.integers(3)].format(side=case.side or "right",
+                                                                   level=case.level or "upper")
+    normal = NORMAL_PHRASES[case.modality][rng.integers(3)]
+    template = ("{m} showing {p}", "{p} on {m}", "{m}: {p}")[rng.integers(3)]
+    return template.format(m=mod, p=phrase), template.format(m=mod, p=normal)
+
+
 def used_words(texts) -> set[str]:
     return {w.strip(",.:").lower() for t in texts for w in t.split()}
+
+# The held-out finding's segmentation prompt (Table 4 in miniature: before / after KT).
+HELD_OUT_PROMPT = "a chest ct showing a small round bright nodule in the lung"

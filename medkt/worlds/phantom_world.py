@@ -40,10 +40,11 @@ def pretraining_mix(held_out: str | None = HELD_OUT) -> list[tuple[str, str | No
 
 def phantom_pretraining_set(n_per_kind: int = 1200, seed: int = 3, held_out: str | None = HELD_OUT,
                             size: int = IMAGE_SIZE) -> PhantomSet:
-    """Pretraining phantoms: every (modality, finding-or-normal) kind except the held-out finding."""
+    """Pretraining phantoms (original recipe): every (modality, finding-or-normal) kind
+    except the held-out finding, unpaired."""
     ims, masks, cases = [], [], []
     for k, (mod, finding, w) in enumerate(pretraining_mix(held_out)):
-        n = n_per_kind * w * (2 if mod == "ct" else 1)  # CT has only normals when nodules are held out
+        n = n_per_kind * w * (2 if mod == "ct" and len(FINDINGS["ct"]) == 1 else 1)
         i, m, c = phantom_set(mod, finding, n, seed * 1000 + k, size)
         ims.append(i)
         masks.append(m)
@@ -51,13 +52,39 @@ def phantom_pretraining_set(n_per_kind: int = 1200, seed: int = 3, held_out: str
     return PhantomSet(np.concatenate(ims), np.concatenate(masks), cases)
 
 
+def phantom_pair_set(n_pairs: int = 1000, seed: int = 3, held_out: str | None = HELD_OUT,
+                     size: int = IMAGE_SIZE) -> PhantomSet:
+    """Counterfactual pretraining pairs: for every seen finding, ``n_pairs`` phantoms with the
+    finding, each followed by its normal twin (same anatomy, deformation and noise).
+
+    Layout: ``images[2p]`` has the finding, ``images[2p + 1]`` is its twin (mask empty, case
+    ``finding=None``); captions come from :func:`~medkt.worlds.phantom_text.pair_captions`
+    on ``cases[2p]``.
+    """
+    from medkt.worlds.phantoms import PhantomCase, counterfactual_set
+    ims, masks, cases = [], [], []
+    for k, (mod, finding, _) in enumerate(pretraining_mix(held_out)):
+        if finding is None:
+            continue
+        im, tw, m, c = counterfactual_set(mod, finding, n_pairs, seed * 1000 + k, size)
+        ims.append(np.stack([im, tw], 1).reshape(-1, size, size))
+        masks.append(np.stack([m, np.zeros_like(m)], 1).reshape(-1, size, size))
+        cases += [x for case in c for x in (case, PhantomCase(mod, None))]
+    return PhantomSet(np.concatenate(ims), np.concatenate(masks), cases)
+
+
 def phantom_eval_set(modality: str, finding: str | None, n: int = 24, seed: int = 777,
                      size: int = IMAGE_SIZE) -> PhantomSet:
     """Evaluation phantoms (seeds disjoint from pretraining)."""
-    kinds = [None] + list(FINDINGS[modality])
-    k = kinds.index(finding)
-    i, m, c = phantom_set(modality, finding, n, seed * 1000 + MODALITIES.index(modality) * 10 + k, size)
+    i, m, c = phantom_set(modality, finding, n, phantom_eval_seed(modality, finding, seed), size)
     return PhantomSet(i, m, c)
+
+
+def phantom_eval_seed(modality: str, finding: str | None, seed: int = 777) -> int:
+    """Generator seed of :func:`phantom_eval_set` (the same phantoms, with twins, from
+    :func:`~medkt.worlds.phantoms.counterfactual_set`)."""
+    kinds = [None] + list(FINDINGS[modality])
+    return seed * 1000 + MODALITIES.index(modality) * 10 + kinds.index(finding)
 
 
 def gray_to_rgb(images: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 Modalities (:data:`MODALITIES`) and findings (:data:`FINDINGS`):
 
 * ``ct`` — axial chest CT, lung window: dark lungs, mediastinum, spine, small vessels;
-  finding ``nodule`` (small round bright solid nodule in a lung).
+  findings ``nodule`` (small round bright solid nodule in a lung; held out of
+  ``phantom-clip``'s pretraining) and ``effusion`` (dependent pleural fluid: a crescent of
+  fluid density at the back of one lung, with a meniscus).
 * ``cxr`` — frontal chest X-ray: lungs with markings, ribs, heart; finding
   ``pneumothorax`` (dark rim of air without lung markings, thin pleural line).
 * ``us`` — breast ultrasound, speckle: finding ``mass`` (irregular hypoechoic mass with
@@ -15,6 +17,11 @@ Modalities (:data:`MODALITIES`) and findings (:data:`FINDINGS`):
 (``uint8``) and a :class:`PhantomCase` record.  Realism: elastic deformation (image and mask
 together) and blur, then MONAI's bias field (MRI, CXR), Rician noise (MRI) and Gaussian
 noise (CT, CXR, US).
+
+Counterfactual twins (``twin=True``): the same phantom rendered without its finding —
+identical anatomy, deformation and noise, so the two images differ only where the finding
+(and its own effects: shadowing, oedema) is.  Anatomy draws from one generator, the
+finding from a second and realism from a third, all seeded from ``rng``.
 """
 from __future__ import annotations
 
@@ -23,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MODALITIES = ("ct", "cxr", "us", "mri")
-FINDINGS = {"ct": ("nodule",), "cxr": ("pneumothorax",), "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
-# The finding each modality is segmented for (the paper's four tasks).
-TARGET_FINDING = {"ct": "nodule", "cxr": "pneumothorax", "us": "mass", "mri": "tumour"}
+FINDINGS = {"ct": ("nodule", "effusion"), "cxr": ("pneumothorax",), "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
+# The seen finding each modality is segmented for (CT's nodule is the held-out KT target).
+TARGET_FINDING = {"ct": "effusion", "cxr": "pneumothorax", "us": "mass", "mri": "tumour"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,9 @@ def _irregular(x, y, cx, cy, r, rng, amp: float = 0.3, k: int = 5) -> np.ndarray
 
 
 # ----------------------------------------------------------------------------- modalities
-def _ct(rng, s, finding):
+# Each renderer takes ``rng`` (anatomy) and ``frng`` (finding): every anatomy draw comes from
+# ``rng``, so the same ``rng`` state with ``finding=None`` gives the finding's normal twin.
+def _ct(rng, frng, s, finding):
     x, y = _grid(s)
     img = np.zeros((s, s), np.float32)
     body = _ellipse(x, y, 0, 0.05, 0.9, 0.68)
@@ -89,25 +98,35 @@ def _ct(rng, s, finding):
     mask = np.zeros((s, s), np.uint8)
     case = PhantomCase("ct", None)
     if finding == "nodule":
-        side = rng.integers(2)
-        level = rng.integers(2)
+        side = frng.integers(2)
+        level = frng.integers(2)
         lung = lungs[side]
-        r = rng.uniform(0.06, 0.12)
+        r = frng.uniform(0.06, 0.12)
         from scipy.ndimage import binary_erosion
         half = (y < 0) if level == 0 else (y >= 0)
         core = binary_erosion(lung, iterations=int(np.ceil(r * 1.2 * s / 2)) + 1) & half
         if not core.any():
             core = binary_erosion(lung, iterations=int(np.ceil(r * 1.2 * s / 2)) + 1)
         ys, xs = np.nonzero(core)
-        i = rng.integers(len(xs))
-        m = _irregular(x, y, x[ys[i], xs[i]], y[ys[i], xs[i]], r, rng, amp=0.08) & lung
-        img[m] = rng.uniform(0.75, 0.9)
+        i = frng.integers(len(xs))
+        m = _irregular(x, y, x[ys[i], xs[i]], y[ys[i], xs[i]], r, frng, amp=0.08) & lung
+        img[m] = frng.uniform(0.75, 0.9)
         mask = m.astype(np.uint8)
         case = PhantomCase("ct", "nodule", ("right", "left")[side], ("upper", "lower")[level])  # radiological convention
+    elif finding == "effusion":
+        side = frng.integers(2)
+        sx = (-1, 1)[side]
+        # dependent fluid (posterior = image bottom) whose meniscus climbs towards the chest wall
+        level = frng.uniform(0.0, 0.22)
+        climb = frng.uniform(0.2, 0.6)
+        m = lungs[side] & ~heart & (y > level - climb * (sx * x - 0.4))
+        img[m] = frng.uniform(0.3, 0.4) + 0.02 * _smooth_noise(frng, s, 8)[m]
+        mask = m.astype(np.uint8)
+        case = PhantomCase("ct", "effusion", ("right", "left")[side], "lower")
     return img, mask, case, parts
 
 
-def _cxr(rng, s, finding):
+def _cxr(rng, frng, s, finding):
     x, y = _grid(s)
     img = 0.55 + 0.15 * (1 - x ** 2) + 0.03 * _smooth_noise(rng, s, 5)
     lungs = []
@@ -124,15 +143,15 @@ def _cxr(rng, s, finding):
     mask = np.zeros((s, s), np.uint8)
     case = PhantomCase("cxr", None)
     if finding == "pneumothorax":
-        side = rng.integers(2)
+        side = frng.integers(2)
         sx = (-1, 1)[side]
         lung = lungs[side]
-        shrink = rng.uniform(0.6, 0.78)
+        shrink = frng.uniform(0.6, 0.78)
         inner = _ellipse(x, y, sx * (0.42 - 0.3 * (1 - shrink) * 0.6), -0.05 + 0.68 * (1 - shrink) * 0.7,
                          0.3 * shrink, 0.68 * shrink)
         ptx = lung & ~inner
-        ptx &= (y < rng.uniform(0.0, 0.35)) | (sx * x > 0.42 + 0.1)  # apex and lateral rim
-        img[ptx] = 0.1 + 0.02 * rng.normal(size=ptx.sum())
+        ptx &= (y < frng.uniform(0.0, 0.35)) | (sx * x > 0.42 + 0.1)  # apex and lateral rim
+        img[ptx] = frng.uniform(0.06, 0.14) + 0.02 * frng.normal(size=ptx.sum())
         edge = inner & ~_ellipse(x, y, sx * (0.42 - 0.3 * (1 - shrink) * 0.6), -0.05 + 0.68 * (1 - shrink) * 0.7,
                                  0.3 * shrink - 0.03, 0.68 * shrink - 0.03)
         img[edge & lung] = 0.45  # pleural line
@@ -141,35 +160,35 @@ def _cxr(rng, s, finding):
     return img, mask, case, parts
 
 
-def _us(rng, s, finding):
+def _us(rng, frng, s, finding):
     x, y = _grid(s)
     depth = (y + 1) / 2
     base = 0.35 + 0.25 * np.exp(-((depth - rng.uniform(0.4, 0.6)) / 0.18) ** 2)  # glandular band
     base[depth < 0.06] = 0.8  # skin line
     parts = {"skin": depth < 0.06, "glandular tissue": base > 0.5}
     img = base + 0.08 * _smooth_noise(rng, s, 8)
+    speckle = rng.rayleigh(0.8, (s, s)).astype(np.float32)  # multiplicative speckle (anatomy: twins share it)
     mask = np.zeros((s, s), np.uint8)
     case = PhantomCase("us", None)
     if finding in ("mass", "cyst"):
-        cx, cy = rng.uniform(-0.4, 0.4), rng.uniform(-0.2, 0.2)
-        r = rng.uniform(0.18, 0.3)
+        cx, cy = frng.uniform(-0.45, 0.45), frng.uniform(-0.25, 0.25)
+        r = frng.uniform(0.18, 0.3)
         if finding == "mass":
-            m = _irregular(x, y, cx, cy, r, rng, amp=0.35, k=7)
-            img[m] = 0.08
+            m = _irregular(x, y, cx, cy, r, frng, amp=0.35, k=7)
+            img[m] = frng.uniform(0.04, 0.14)
             below = (y > cy) & (np.abs(x - cx) < r * 0.8)
             img[below] *= 0.35 + 0.3 * np.clip((y[below] - cy) / 1.5, 0, 1)  # posterior shadowing
         else:
-            m = _ellipse(x, y, cx, cy, r, r * rng.uniform(0.7, 0.95))
+            m = _ellipse(x, y, cx, cy, r, r * frng.uniform(0.7, 0.95))
             img[m] = 0.02
             below = (y > cy + r * 0.5) & (np.abs(x - cx) < r * 0.8)
             img[below] = np.minimum(img[below] * 1.5, 1.0)  # posterior enhancement
         mask = m.astype(np.uint8)
         case = PhantomCase("us", finding, ("right", "left")[int(cx > 0)], None)
-    speckle = rng.rayleigh(0.8, (s, s)).astype(np.float32)  # multiplicative speckle
     return img * speckle, mask, case, parts
 
 
-def _mri(rng, s, finding):
+def _mri(rng, frng, s, finding):
     x, y = _grid(s)
     img = np.zeros((s, s), np.float32)
     head = _ellipse(x, y, 0, 0, 0.78, 0.92)
@@ -184,16 +203,16 @@ def _mri(rng, s, finding):
     mask = np.zeros((s, s), np.uint8)
     case = PhantomCase("mri", None)
     if finding in ("tumour", "lesion"):
-        side = rng.integers(2)
-        cx = (-1, 1)[side] * rng.uniform(0.3, 0.45)
-        cy = rng.uniform(-0.4, 0.4)
+        side = frng.integers(2)
+        cx = (-1, 1)[side] * frng.uniform(0.3, 0.45)
+        cy = frng.uniform(-0.45, 0.45)
         if finding == "tumour":
-            r = rng.uniform(0.12, 0.2)
-            oed = _irregular(x, y, cx, cy, r * 1.9, rng, amp=0.3) & brain
-            img[oed] = 0.68
+            r = frng.uniform(0.13, 0.22)
+            oed = _irregular(x, y, cx, cy, r * frng.uniform(1.4, 1.9), frng, amp=0.3) & brain
+            img[oed] = frng.uniform(0.6, 0.72)
             parts["oedema"] = oed
-            m = _irregular(x, y, cx, cy, r, rng, amp=0.25) & brain
-            img[m] = 0.95
+            m = _irregular(x, y, cx, cy, r, frng, amp=0.25) & brain
+            img[m] = frng.uniform(0.85, 1.0)
         else:
             m = _ellipse(x, y, cx, cy, 0.1, 0.1)
             img[m] = 0.9
@@ -254,11 +273,13 @@ def _realism(modality: str, img: np.ndarray, masks: list[np.ndarray], rng: np.ra
 
 
 def render_phantom(modality: str, finding: str | None, rng: np.random.Generator, size: int = 64,
-                   realism: bool = True, with_parts: bool = False):
+                   realism: bool = True, with_parts: bool = False, twin: bool = False):
     """One phantom → ``(image float32 [S, S] in [0, 1], mask uint8 [S, S], PhantomCase)``.
 
     ``with_parts``: also return ``{structure name: uint8 mask}`` of the normal anatomy
     (lungs, heart, brain, ventricles, ...), deformed with the image (SAM training targets).
+    ``twin``: also return (last) the counterfactual normal image — same anatomy,
+    deformation and noise, no finding.
     """
     if modality not in _RENDER:
         from medkt.errors import UnknownNameError
@@ -266,15 +287,25 @@ def render_phantom(modality: str, finding: str | None, rng: np.random.Generator,
     if finding is not None and finding not in FINDINGS[modality]:
         from medkt.errors import UnknownNameError
         raise UnknownNameError(f"{modality} finding", finding, FINDINGS[modality])
-    img, mask, case, parts = _RENDER[modality](rng, size, finding)
-    img = np.clip(img, 0, 1).astype(np.float32)
-    names = list(parts)
-    masks = [mask.astype(np.uint8)] + [parts[n].astype(np.uint8) for n in names]
-    if realism:
-        img, masks = _realism(modality, img, masks, rng)
+    seeds = [int(v) for v in rng.integers(2 ** 31, size=3)]  # anatomy, finding, realism
+
+    def draw(f):
+        img, mask, case, parts = _RENDER[modality](np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1]),
+                                                   size, f)
+        img = np.clip(img, 0, 1).astype(np.float32)
+        names = list(parts)
+        masks = [mask.astype(np.uint8)] + [parts[n].astype(np.uint8) for n in names]
+        if realism:
+            img, masks = _realism(modality, img, masks, np.random.default_rng(seeds[2]))
+        return img, masks, case, names
+
+    img, masks, case, names = draw(finding)
+    out = [img, masks[0], case]
     if with_parts:
-        return img, masks[0], case, dict(zip(names, masks[1:]))
-    return img, masks[0], case
+        out.append(dict(zip(names, masks[1:])))
+    if twin:
+        out.append(draw(None)[0])
+    return tuple(out)
 
 
 def phantom_set(modality: str, finding: str | None, n: int, seed: int, size: int = 64, with_parts: bool = False):
@@ -291,3 +322,17 @@ def phantom_set(modality: str, finding: str | None, n: int, seed: int, size: int
     if with_parts:
         return np.stack(ims), np.stack(masks), cases, parts
     return np.stack(ims), np.stack(masks), cases
+
+
+def counterfactual_set(modality: str, finding: str, n: int, seed: int, size: int = 64):
+    """``n`` counterfactual pairs: images ``[n, S, S]`` uint8 with the finding, their normal twins
+    ``[n, S, S]`` uint8 (same anatomy and noise, no finding), masks ``[n, S, S]`` and cases."""
+    rng = np.random.default_rng(seed)
+    ims, twins, masks, cases = [], [], [], []
+    for _ in range(n):
+        img, mask, case, normal = render_phantom(modality, finding, rng, size, twin=True)
+        ims.append((img * 255).round().astype(np.uint8))
+        twins.append((normal * 255).round().astype(np.uint8))
+        masks.append(mask)
+        cases.append(case)
+    return np.stack(ims), np.stack(twins), np.stack(masks), cases

@@ -72,14 +72,21 @@ class TokenCache:
         return ids
 
 
-def images_to_tensor(images: np.ndarray, mean=OPENAI_MEAN, std=OPENAI_STD) -> torch.Tensor:
-    """uint8 ``[N, H, W, C]`` (C = 1 or 3) → normalised float ``[N, 3, H, W]``."""
+def images_to_tensor(images: np.ndarray, mean=OPENAI_MEAN, std=OPENAI_STD, size: int | None = None) -> torch.Tensor:
+    """uint8 ``[N, H, W, C]`` (C = 1 or 3) → normalised float ``[N, 3, H, W]``.
+
+    ``size``: the model's input side; other sizes are resized (``squash``, the rule
+    :class:`medkt.segmentation.SaliencyEngine` applies to square phantoms at inference).
+    """
     x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
     if x.ndim == 3:
         x = x[..., None]
     x = x.permute(0, 3, 1, 2)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        from medkt.models.base import resize_to_square
+        x = resize_to_square(x, size, "squash")
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
     return (x - m) / s
@@ -110,8 +117,13 @@ def _param_groups(model, wd: float):
 
 def pretrain(model, images: np.ndarray, caption_fn: Callable[[int, np.random.Generator], str],
              cfg: PretrainConfig, tokenizer, eval_fn: Callable | None = None,
-             log_fn: Callable[[str], None] = print) -> tuple[torch.nn.Module, TokenCache, list[dict]]:
+             log_fn: Callable[[str], None] = print, group_size: int = 1
+             ) -> tuple[torch.nn.Module, TokenCache, list[dict]]:
     """Train ``model`` (raw open_clip CLIP) on ``images`` with captions from ``caption_fn(i, rng)``.
+
+    ``group_size`` > 1: ``images`` are laid out in consecutive groups (e.g. counterfactual
+    pairs: a finding and its normal twin) that always share a batch; ``caption_fn(g, rng)``
+    then gets the group index and returns one caption per member.
 
     Returns the model (eval mode), the token cache (its ids are the trained rows) and a
     history of ``{"step", "loss", ...eval}`` dicts.
@@ -130,20 +142,28 @@ def pretrain(model, images: np.ndarray, caption_fn: Callable[[int, np.random.Gen
         t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
         return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
 
-    n = len(images)
+    gs = int(group_size)
+    n = len(images) // gs  # groups
+    per_batch = max(1, cfg.batch_size // gs)
+    size = int(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple)
+               else model.visual.image_size)
     order = rng.permutation(n)
     pos = 0
     history, t0, run_loss = [], time.time(), 0.0
     model.train()
     for step in range(cfg.steps):
-        if pos + cfg.batch_size > n:
+        if pos + per_batch > n:
             order, pos = rng.permutation(n), 0
-        idx = order[pos:pos + cfg.batch_size]
-        pos += cfg.batch_size
-        texts = [caption_fn(int(i), rng) for i in idx]
+        gidx = order[pos:pos + per_batch]
+        pos += per_batch
+        if gs == 1:
+            idx, texts = gidx, [caption_fn(int(i), rng) for i in gidx]
+        else:
+            idx = (gidx[:, None] * gs + np.arange(gs)[None]).reshape(-1)
+            texts = [t for i in gidx for t in caption_fn(int(i), rng)]
         uniq = {t: k for k, t in enumerate(dict.fromkeys(texts))}
         groups = torch.tensor([uniq[t] for t in texts])
-        x = images_to_tensor(images[idx])
+        x = images_to_tensor(images[idx], size=size)
         tok = cache(texts)
         for g in opt.param_groups:
             g["lr"] = lr_at(step)

@@ -118,11 +118,15 @@ def summary_rows(summary: dict) -> list[list]:
 
 
 def seg_rows(results: dict, detection: bool = False) -> list[list]:
+    """Rows of :data:`SEG_HEADER`; ``detection``: KT rows, adding normal-vs-nodule accuracy and the
+    largest DSC drop on the seen findings (:data:`KT_EXTRA_HEADER`)."""
     return [[k, r["dsc"], r["nsd"], r["iou"], r["energy_in_mask"], r["pointing"]] +
-            ([r.get("detection", float("nan"))] if detection else []) for k, r in results.items()]
+            ([r.get("detection", float("nan")), r.get("seen_max_drop", float("nan"))] if detection else [])
+            for k, r in results.items()]
 
 
 SEG_HEADER = ["", "DSC", "NSD", "IoU", "saliency in GT", "pointing game"]
+KT_EXTRA_HEADER = ["normal-vs-nodule accuracy", "max DSC drop on seen findings"]
 SWEEP_HEADER = ["concept", "variant", "lr", "target acc", "known acc", "specificity"]
 SUMMARY_HEADER = ["variant", "best lr", "target before", "target after", "gain", "known after",
                   "known change", "specificity"]

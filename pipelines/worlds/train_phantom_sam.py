@@ -20,6 +20,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "medkt/assets/worlds"))
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--per-kind", type=int, default=300)
+    ap.add_argument("--box-jitter", type=float, default=None,
+                    help="max box enlargement / shift as a fraction of the box size (default: SamTrainConfig)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -33,6 +35,8 @@ def main(argv=None) -> int:
     cfg = SamTrainConfig()
     if args.steps:
         cfg.steps = args.steps
+    if args.box_jitter is not None:
+        cfg.box_jitter = args.box_jitter
     t0 = time.time()
     ims, masks, parts = [], [], []
     for k, (mod, fs) in enumerate(FINDINGS.items()):
@@ -54,7 +58,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     path = export_sam(model, out / "phantom-sam.safetensors", meta={"steps": cfg.steps})
     atomic_write_json(out / "phantom-sam.json", {
-        "recipe": "pipelines/worlds/train_phantom_sam.py", "config": asdict(cfg), "n_images": len(ims),
+        "recipe": "pipelines/worlds/train_phantom_sam.py", "argv": list(argv or sys.argv[1:]), "config": asdict(cfg), "n_images": len(ims),
         "torch": torch.__version__, "wall_s": round(time.time() - t0, 1), "tight_box_dice": scores,
         "history": history})
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) in {time.time() - t0:.0f}s", flush=True)

@@ -5,9 +5,10 @@
 variant-specific preprocessing: SAM resizes the longest side and applies its mean/std,
 MedSAM resizes to a square and min-max scales to [0, 1] (no mean/std).  Here:
 
-* :meth:`SamSegmenter.embed` encodes images in batches (``embed_batch_size``) and keeps
-  each embedding; every prompt of an image is decoded from that one embedding, all
-  prompts of an image in one decoder call.
+* :meth:`SamSegmenter.embed` encodes images in batches (``embed_batch_size``, across the
+  slices of a volume) and keeps each embedding; every prompt of an image is decoded from
+  that one embedding, all prompts of an image in one decoder call.  ``amp="bf16"`` runs the
+  image encoder under ``torch.autocast(bfloat16)`` (the embeddings are returned in float32).
 * Multimask fusion (``multimask=True``, 3 candidates per prompt) by ``select``:
   ``iou`` (highest predicted IoU), ``average`` (mean of the binary candidates, > 0.5),
   ``mrm`` (IoU-score-weighted sum, min-max, > 0.5) or ``staple`` (binary STAPLE EM,
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from medkt.errors import ConfigError, look_up
+from medkt.segmentation.m2ib import autocast
 from medkt.segmentation.postprocess import keep_top_k
 from medkt.segmentation.prompts import Prompts
 
@@ -43,9 +45,11 @@ class SamConfig:
     select: str = "iou"
     keep_components: bool = True
     embed_batch_size: int = 4
+    amp: str = "none"
 
     def validate(self) -> "SamConfig":
         look_up("multimask selection", self.select, SELECTORS)
+        look_up("sam.amp", self.amp, {"none": "none", "bf16": "bf16"})
         if self.embed_batch_size < 1:
             raise ConfigError("sam.embed_batch_size must be ≥ 1.")
         return self
@@ -134,7 +138,9 @@ class SamSegmenter:
         bs = self.cfg.embed_batch_size
         for start in range(0, len(images), bs):
             preps = [self.model.prepare_image(im) for im in images[start:start + bs]]
-            emb = self.model.embed(torch.cat([p.pixels for p in preps]))
+            pixels = torch.cat([p.pixels for p in preps])
+            with autocast(pixels.device, self.cfg.amp):  # bf16 encoder; decoding stays float32
+                emb = self.model.embed(pixels).float()
             self.encoder_calls += len(preps)
             out.extend(Embedded(p, emb[i:i + 1]) for i, p in enumerate(preps))
         return out

@@ -45,6 +45,9 @@ def add_arguments(p):
     p.add_argument("--max-voxels", type=int, metavar="N",
                    help="size limit per input image, checked from headers (default 268435456 = 512x512x1024)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    p.add_argument("--amp", choices=["none", "bf16"],
+                   help="bf16 autocast for the M2IB vision tower and the SAM image encoder (GPU; same as "
+                        "--set m2ib.amp=bf16 --set sam.amp=bf16)")
     p.add_argument("--dry-run", action="store_true", help="list the cases that would be processed and stop")
     p.add_argument("--resume", action="store_true", help="skip cases finished by an earlier run into OUT")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
@@ -52,8 +55,9 @@ def add_arguments(p):
 
 def run(args) -> int:
     from medkt.segmentation.api import segment
+    overrides = list(args.overrides) + ([f"m2ib.amp={args.amp}", f"sam.amp={args.amp}"] if args.amp else [])
     result = segment(args.input, prompt=args.prompt, output=args.output, config=args.config,
-                     overrides=args.overrides, model=args.model, sam=args.sam, modality=args.modality,
+                     overrides=overrides, model=args.model, sam=args.sam, modality=args.modality,
                      window=args.window, gt=args.gt, mask_format=args.mask_format,
                      diagnostics=True if args.diagnostics else None, seed=args.seed, device=args.device,
                      max_voxels=args.max_voxels,

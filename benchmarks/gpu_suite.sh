@@ -24,6 +24,7 @@ for arg in "$@"; do
 done
 
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout, even if another medkt is installed
 PY=${PYTHON:-python}
 if [ "$MODE" = gpu ]; then
   if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then

@@ -101,6 +101,34 @@ def test_medclip_loads_from_the_unzipped_folder_and_hf_cache_tokenizer(scratch):
     assert r["parameters"] == 136_616_059
 
 
+@pytest.mark.slow
+def test_hf_clip_loads_from_the_hf_cache_with_its_processor(scratch):
+    out = build_and_load(scratch, "hf-clip-vit-b32")
+    names = sorted(Path(f).name for f in out["files"])
+    assert names == ["config.json", "merges.txt", "preprocessor_config.json", "pytorch_model.bin",
+                     "special_tokens_map.json", "tokenizer_config.json", "vocab.json"]
+    r = out["loads"]["hf-clip-vit-b32"]
+    assert r["fingerprint"] == out["written"]  # from_pretrained is not strict: the fingerprint is the check
+    assert r["forward"] == [[1, 512], [1, 512], 77] and r["parameters"] == 151_277_313
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, forward", [("vilt-b32-mlm", [[1, 40, 30522], 40]), ("vilt-b32-coco", [[1], 40])])
+def test_vilt_heads_load_from_the_hf_cache(scratch, name, forward):
+    out = build_and_load(scratch, name)
+    r = out["loads"][name]
+    assert r["fingerprint"] == out["written"]
+    assert r["forward"] == forward  # MLM logits over a 40-token text / one ITM logit
+
+
+def test_every_real_registered_model_has_a_surrogate_or_a_meta_check():
+    from medkt.models import list_models
+    from medkt.models.surrogates import SURROGATES
+    meta_checked = {"sam-vit-l", "sam-vit-h", "clip-vit-l14", "coca-vit-l14", "coca-vit-l14-mscoco"}
+    real = {s.name for s in list_models() if not s.tiny and not s.options.get("shipped")}
+    assert real - set(SURROGATES) - meta_checked == set()
+
+
 # ---------------------------------------------------------------------- fast checks
 def test_hf_cache_put_is_found_by_huggingface_hub(tmp_path):
     from huggingface_hub import try_to_load_from_cache

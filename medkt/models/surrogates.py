@@ -222,6 +222,82 @@ def _medclip(home: Path, cache: Path, seed: int) -> Surrogate:
     return Surrogate("medclip-vit", files, _fingerprint(net), _size(files))
 
 
+def _hf_folder_into_cache(folder: Path, cache: Path, repo: str) -> list[Path]:
+    """Move a ``save_pretrained`` folder's files into the cache layout of ``repo``."""
+    files = {}
+    for f in sorted(folder.iterdir()):
+        if f.suffix in (".safetensors", ".bin"):
+            files[f.name] = (lambda src: lambda p: src.replace(p))(f)
+        else:
+            files[f.name] = f.read_bytes()
+    snap = hf_cache_put(cache, repo, files)
+    return [snap / n for n in files]
+
+
+def _clip_bpe_files(folder: Path) -> None:
+    """``vocab.json`` + ``merges.txt`` of the real CLIP BPE (the one open_clip ships), with the
+    Hugging Face names of the two special tokens, and the repo's tokenizer config."""
+    import open_clip
+    st = open_clip.SimpleTokenizer()
+    specials = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
+    vocab = {specials.get(k, k): v for k, v in st.encoder.items()}
+    merges = [" ".join(m) for m, _ in sorted(st.bpe_ranks.items(), key=lambda kv: kv[1])]
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    eot = "<|endoftext|>"
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
+        "bos_token": "<|startoftext|>", "eos_token": eot, "unk_token": eot, "pad_token": eot}))
+    (folder / "special_tokens_map.json").write_text(json.dumps({
+        "bos_token": "<|startoftext|>", "eos_token": eot, "unk_token": eot, "pad_token": eot}))
+
+
+def _hf_clip(home: Path, cache: Path, seed: int) -> Surrogate:
+    """``openai/clip-vit-base-patch32``: transformers ``CLIPModel`` (ViT-B/32 defaults), its files as
+    on the hub: config.json, pytorch_model.bin, preprocessor_config.json, vocab.json, merges.txt,
+    tokenizer_config.json, special_tokens_map.json."""
+    import tempfile
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(projection_dim=512)).eval()
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as d:
+        out = Path(d)
+        (out / "config.json").write_text(model.config.to_json_string())
+        CLIPImageProcessor().save_pretrained(str(out))  # preprocessor_config.json (224, OpenAI mean/std)
+        _clip_bpe_files(out)
+        _torch_writer(model.state_dict())(out / "pytorch_model.bin")
+        files = _hf_folder_into_cache(out, cache, "openai/clip-vit-base-patch32")
+    return Surrogate("hf-clip-vit-b32", files, _fingerprint(model), _size(files))
+
+
+def _vilt(name: str, repo: str, head: str):
+    """``dandelin/vilt-b32-*``: ViLT-B/32 (``ViltConfig`` defaults) with one head, as on the hub:
+    config.json, pytorch_model.bin, preprocessor_config.json and a BERT-uncased tokenizer."""
+    def build(home: Path, cache: Path, seed: int) -> Surrogate:
+        import tempfile
+
+        import transformers
+        from transformers import ViltConfig, ViltImageProcessor
+        torch.manual_seed(seed)
+        model = getattr(transformers, head)(ViltConfig(architectures=[head])).eval()
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as d:
+            out = Path(d)
+            (out / "config.json").write_text(model.config.to_json_string())
+            ViltImageProcessor().save_pretrained(str(out))  # 384 shortest edge, size_divisor 32, mean = std = 0.5
+            (out / "vocab.txt").write_bytes(synthetic_vocab(30522))
+            (out / "tokenizer_config.json").write_text(json.dumps(
+                {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 40}))
+            (out / "special_tokens_map.json").write_text(json.dumps(
+                {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                 "mask_token": "[MASK]"}))
+            _torch_writer(model.state_dict())(out / "pytorch_model.bin")
+            files = _hf_folder_into_cache(out, cache, repo)
+        return Surrogate(name, files, _fingerprint(model), _size(files))
+    return build
+
+
 SURROGATES: dict[str, Callable[[Path, Path, int], Surrogate]] = {
     "biomedclip": _biomedclip,
     "clip-vit-b32": _openai_clip("ViT-B-32-quickgelu", "clip-vit-b32"),
@@ -229,6 +305,9 @@ SURROGATES: dict[str, Callable[[Path, Path, int], Surrogate]] = {
     "sam-vit-b": _sam("sam-vit-b", "sam_vit_b_01ec64.pth"),
     "medsam": _sam("medsam", "medsam_vit_b.pth"),  # same architecture as sam-vit-b
     "medclip-vit": _medclip,
+    "hf-clip-vit-b32": _hf_clip,
+    "vilt-b32-mlm": _vilt("vilt-b32-mlm", "dandelin/vilt-b32-mlm", "ViltForMaskedLM"),
+    "vilt-b32-coco": _vilt("vilt-b32-coco", "dandelin/vilt-b32-finetuned-coco", "ViltForImageAndTextRetrieval"),
 }
 
 
@@ -252,15 +331,16 @@ def build_surrogate(name: str, *, medkt_home: str | Path | None = None, hf_cache
 
 def loaded_module(model):
     """The inner module whose state dict a surrogate's ``fingerprint`` describes."""
-    for attr in ("sam", "net", "model"):
+    for attr in ("sam", "net", "model", "itm", "mlm"):
         if isinstance(getattr(model, attr, None), torch.nn.Module):
             return getattr(model, attr)
     return model
 
 
-def check_load(name: str) -> dict:
+def check_load(name: str, encode: bool = False) -> dict:
     """Load registered model ``name`` the way a user does (``create_model(name)``, offline) and
-    run one small forward; → ``{"fingerprint", "weights", "parameters", "forward"}``.
+    run one small forward (for SAM the prompt decoder; the image encoder too with ``encode``);
+    → ``{"fingerprint", "weights", "parameters", "forward"}``.
 
     Run it in a process whose ``MEDKT_HOME`` / ``HF_HUB_CACHE`` point at the surrogate's
     folders *before* ``huggingface_hub`` is imported (it reads them once, at import).
@@ -276,9 +356,15 @@ def check_load(name: str) -> dict:
         if getattr(model, "kind", "vlm") == "sam":
             img = (rng.random((96, 128)) * 255).astype(np.uint8)
             prep = model.prepare_image(img)
-            emb = model.embed(prep.pixels)
+            g = model.embedding_size  # the 1024 px encoder (~1 TF) only when asked: its weights are fingerprinted
+            emb = model.embed(prep.pixels) if encode else torch.zeros(1, 256, g, g)
             low, _ = model.decode(emb, boxes=model.transform_boxes([[10, 10, 60, 50]], prep))
             out["forward"] = list(model.upscale(low, prep).shape)
+        elif getattr(model, "family", "") == "vilt":
+            px = model.normalize(torch.rand(1, 3, model.image_size, model.image_size))
+            tok = model.tokenize(["a chest x-ray showing a lung nodule"])
+            head = model.match_score if model.itm is not None else model.mlm_logits
+            out["forward"] = [list(head(px, tok).shape), int(tok["input_ids"].shape[-1])]
         else:
             px = model.normalize(torch.rand(1, model.in_channels, model.image_size, model.image_size))
             img = model.encode_image(px)

@@ -127,6 +127,18 @@ def instrument(seg, device: str) -> dict:
     return extra
 
 
+def trimmed(tokenize):
+    """Drop all-padding token columns (BiomedCLIP's open_clip tokenizer pads to 256; MedCLIP-SAMv2's
+    HF port encodes the prompt at its own length).  With an HF text tower the pads are masked
+    out, so the embedding is the same: this only stops the reference paying for 256 tokens."""
+    def tok(texts):
+        out = tokenize(texts)
+        ids = out["input_ids"]
+        keep = int((ids != 0).any(dim=0).nonzero().max()) + 1
+        return {k: (v[:, :keep] if hasattr(v, "dim") and v.dim() == 2 else v) for k, v in out.items()}
+    return tok
+
+
 def reference(seg, slices, cfg, device: str) -> list:
     """MedCLIP-SAMv2-style pipeline over 2-D slices → one bool mask per slice."""
     import numpy as np
@@ -136,6 +148,7 @@ def reference(seg, slices, cfg, device: str) -> list:
     from medkt.segmentation.prompts import Prompts, make_prompts
     from medkt.segmentation.saliency import minmax
     model, eng = seg.model, seg.saliency
+    model.tokenize = trimmed(model.tokenize)
     masks = []
     for im in slices:
         pixels, (geo,) = eng.prepare([im])
@@ -201,7 +214,8 @@ def main(argv=None) -> int:
             s = build_surrogate(name)
             marker.write_text(s.fingerprint)
             print(f"# surrogate {name}: {s.nbytes / 1e6:.0f} MB written in {time.perf_counter() - t:.1f}s")
-    nii = scratch / f"ct_{args.slices}x{args.size}.nii.gz"
+    nii = scratch / "input" / f"ct_{args.slices}x{args.size}.nii.gz"  # medkt never writes beside its inputs
+    nii.parent.mkdir(parents=True, exist_ok=True)
     vol_arr = make_volume(args.slices, args.size, nii)
     overrides = [f"m2ib.batch_size={args.m2ib_batch}", f"sam.embed_batch_size={args.sam_batch}",
                  f"m2ib.steps={args.steps}", f"m2ib.samples={args.samples}", f"m2ib.amp={args.amp}",

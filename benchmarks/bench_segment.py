@@ -53,6 +53,8 @@ def parse(argv):
     ap.add_argument("--skip-reference", action="store_true", help="time the medkt arm only")
     ap.add_argument("--flops", action="store_true", help="count the medkt arm's FLOPs on its first batch "
                     "(FlopCounterMode) and report FLOP/s against a measured matmul peak")
+    ap.add_argument("--meta-flops", action="store_true", help="only count both arms' FLOPs per slice on the "
+                    "meta device and exit")
     ap.add_argument("--scratch", help="folder for surrogates, the volume and outputs (default: a temp dir)")
     return ap.parse_args(argv)
 
@@ -172,6 +174,63 @@ def reference(seg, slices, cfg, device: str) -> list:
     return masks
 
 
+def meta_flops(args) -> None:
+    """FLOPs per slice of both arms, counted on the meta device (nothing computed, no weights)."""
+    import copy
+    from unittest import mock
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    import open_clip
+    from segment_anything import sam_model_registry
+    from transformers import BertConfig
+    from bench_m2ib import naive_m2ib
+    from medkt.models import from_open_clip
+    from medkt.models.surrogates import BERT_BASE, BIOMEDCLIP_CONFIG
+    from medkt.segmentation.m2ib import M2IBConfig, m2ib_visual
+    mcfg = copy.deepcopy(BIOMEDCLIP_CONFIG["model_cfg"])
+    mcfg["text_cfg"]["hf_model_pretrained"] = False
+    with mock.patch("transformers.AutoConfig.from_pretrained", lambda *a, **k: BertConfig(**{**BERT_BASE,
+                                                                                            "vocab_size": 30522})):
+        with torch.device("meta"):
+            net = open_clip.CustomTextCLIP(**mcfg).eval()
+            sam = sam_model_registry["vit_b"]().eval()
+    model = from_open_clip(net, None, name="biomedclip-meta", weights="meta")
+    n_tok = 39  # the ct-lung-nodule prompt's length in BiomedCLIP's tokenizer
+    model.tokenize = lambda texts: {"input_ids": torch.ones(len(texts), n_tok, dtype=torch.long, device="meta")}
+    cfg = M2IBConfig(beta=1.0, layer=9, steps=args.steps, samples=args.samples)
+    px = torch.zeros(1, 3, 224, 224, device="meta")
+    meta_noise = lambda gens, shape, device, dtype: torch.zeros((len(gens),) + tuple(shape), device=device)  # noqa: E731
+    import medkt.segmentation.m2ib as m2ib
+    counts = {}
+    with mock.patch.object(m2ib, "make_generators", lambda seeds, device="cpu": [None] * len(seeds)), \
+            mock.patch.object(m2ib, "draw_noise", meta_noise), \
+            mock.patch("transformers.masking_utils._ignore_bidirectional_mask_sdpa", lambda *a, **k: False):
+        for name, fn in (("m2ib_naive", lambda: naive_m2ib(model, px, "p", cfg, [0])),
+                         ("m2ib_medkt", lambda: m2ib_visual(model, px, torch.zeros(1, 512, device="meta"), cfg,
+                                                            [0]))):
+            with FlopCounterMode(display=False) as fc:
+                fn()
+            counts[name] = float(fc.get_total_flops())
+    sam.requires_grad_(False)
+    with FlopCounterMode(display=False) as fc:
+        emb = sam.image_encoder(torch.zeros(1, 3, 1024, 1024, device="meta"))
+    counts["sam_encode"] = float(fc.get_total_flops())
+    with FlopCounterMode(display=False) as fc:
+        sp, de = sam.prompt_encoder(points=None, boxes=torch.zeros(1, 1, 4, device="meta"), masks=None)
+        sam.mask_decoder(image_embeddings=emb, image_pe=sam.prompt_encoder.get_dense_pe(),
+                         sparse_prompt_embeddings=sp, dense_prompt_embeddings=de, multimask_output=False)
+    counts["sam_decode"] = float(fc.get_total_flops())
+    tf = {k: v / 1e12 for k, v in counts.items()}
+    print(f"FLOPs per slice (meta device; M2IB {args.steps} steps x {args.samples} samples, layer 9; SAM ViT-B at 1024):")
+    for k, v in tf.items():
+        print(f"  {k:12s} {v:8.3f} TF")
+    for p in (1, 2):
+        ref = tf["m2ib_naive"] + p * (tf["sam_encode"] + tf["sam_decode"])
+        med = tf["m2ib_medkt"] + tf["sam_encode"] + p * tf["sam_decode"]
+        print(f"  {p} box prompt(s): reference {ref:.2f} TF, medkt {med:.2f} TF, FLOP ratio {ref / med:.2f}x")
+
+
 def matmul_peak(device: str) -> float:
     """Best of 5 timed GEMMs: bf16 8192^3 on a GPU, fp32 1024^3 on the CPU (FLOP/s)."""
     import torch
@@ -199,6 +258,9 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
     torch.set_num_threads(args.threads)
+    if args.meta_flops:
+        meta_flops(args)
+        return 0
     from medkt import io as mio
     from medkt.models.surrogates import build_surrogate
     from medkt.segmentation.api import segment

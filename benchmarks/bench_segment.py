@@ -47,7 +47,7 @@ def parse(argv):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", default="none", choices=["none", "bf16"])
     ap.add_argument("--m2ib-batch", type=int, default=8)
-    ap.add_argument("--sam-batch", type=int, default=4)
+    ap.add_argument("--sam-batch", type=int, default=None, help="SAM encoder batch (default: medkt's, 1 on CPU)")
     ap.add_argument("--steps", type=int, default=10, help="M2IB steps (MedCLIP-SAMv2: 10)")
     ap.add_argument("--samples", type=int, default=10, help="M2IB noise samples per step (MedCLIP-SAMv2: 10)")
     ap.add_argument("--skip-reference", action="store_true", help="time the medkt arm only")
@@ -279,9 +279,10 @@ def main(argv=None) -> int:
     nii = scratch / "input" / f"ct_{args.slices}x{args.size}.nii.gz"  # medkt never writes beside its inputs
     nii.parent.mkdir(parents=True, exist_ok=True)
     vol_arr = make_volume(args.slices, args.size, nii)
-    overrides = [f"m2ib.batch_size={args.m2ib_batch}", f"sam.embed_batch_size={args.sam_batch}",
-                 f"m2ib.steps={args.steps}", f"m2ib.samples={args.samples}", f"m2ib.amp={args.amp}",
+    overrides = [f"m2ib.batch_size={args.m2ib_batch}", f"m2ib.steps={args.steps}", f"m2ib.samples={args.samples}", f"m2ib.amp={args.amp}",
                  f"sam.amp={args.amp}", "sam.model=sam-vit-b", "output.overlay=false"]
+    if args.sam_batch:
+        overrides.append(f"sam.embed_batch_size={args.sam_batch}")
     cfg = load_segment_config("ct-lung-nodule", overrides, prompt=PROMPT)
     t0 = time.perf_counter()
     seg = Segmenter(cfg, device=args.device)  # loads both models by name, from the surrogate layouts

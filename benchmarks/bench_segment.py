@@ -254,6 +254,7 @@ def main(argv=None) -> int:
     # huggingface_hub reads its cache location once, at import: set it before anything imports it
     os.environ.update({"MEDKT_HOME": str(scratch / "home"), "HF_HUB_CACHE": str(scratch / "hf"),
                        "MEDKT_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)})
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: CPU time = work
     sys.path.insert(0, str(HERE))
     import numpy as np
     import torch
@@ -324,7 +325,7 @@ def main(argv=None) -> int:
                                                                   ("saliency_s", "postprocess_s", "sam_s"))
     vol_bytes = vol_arr.nbytes
     print(f"medkt: {wall_m:.1f}s for {n} slices = {wall_m / n:.2f} s/slice = {n / wall_m:.3f} slices/s; "
-          f"cpu/wall/threads {cpu_m / wall_m / max(args.threads, 1):.2f}; peak RSS {rss_m.peak / 2**30:.2f} GiB "
+          f"cpu {cpu_m:.1f}s, cpu/wall/threads {cpu_m / wall_m / max(args.threads, 1):.2f}; peak RSS {rss_m.peak / 2**30:.2f} GiB "
           f"(volume {vol_bytes / 2**20:.0f} MiB int16); status {res.table[0].get('status')}")
     for k, v in stages.items():
         print(f"  {k:38s} {v / n:8.3f} s/slice")
@@ -353,12 +354,13 @@ def main(argv=None) -> int:
         a, b = ref[..., k] > 0, got[..., k] > 0
         if a.any() or b.any():
             ious.append(float((a & b).sum() / (a | b).sum()))
-    print(f"reference: {wall_r:.1f}s for {n} slices = {wall_r / n:.2f} s/slice; cpu/wall/threads "
+    print(f"reference: {wall_r:.1f}s for {n} slices = {wall_r / n:.2f} s/slice; cpu {cpu_r:.1f}s, cpu/wall/threads "
           f"{cpu_r / wall_r / max(args.threads, 1):.2f}; peak RSS {rss_r.peak / 2**30:.2f} GiB")
     agree = min(ious) if ious else 1.0
     print(f"masks: {len(ious)} non-empty slices, IoU reference vs medkt min {agree:.4f}"
           + (f", median {statistics.median(ious):.4f}" if ious else ""))
-    print(f"RATIO reference/medkt end to end: {wall_r / wall_m:.2f}x (goal >= 8x on CPU); "
+    print(f"RATIO reference/medkt end to end: {wall_r / wall_m:.2f}x wall (goal >= 8x on CPU), "
+          f"{cpu_r / cpu_m:.2f}x CPU seconds (process_time: less sensitive to other processes); "
           f"loadavg now {tuple(round(x, 2) for x in os.getloadavg())}")
     return 0 if agree >= 0.99 else 1
 

@@ -42,8 +42,8 @@ if [ "$MODE" = gpu ]; then
 else
   echo "gpu_suite: --cpu-dry-run: tiny sizes on the CPU; the numbers mean nothing, only that every step runs"
   DEV=(--device cpu)
-  SEG=(--slices 2 --size 64 --steps 1 --samples 1 --m2ib-batch 2 --sam-batch 2 --threads 2)
-  INV=(--concepts 1 --images 2 --steps 2 --rounds 1 --threads 2)
+  SEG=(--slices 1 --size 64 --steps 1 --samples 1 --m2ib-batch 1 --threads 1)
+  INV=(--concepts 1 --images 2 --steps 2 --rounds 1 --threads 1)
   T_SEG=900; T_INV=300
 fi
 

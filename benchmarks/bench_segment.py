@@ -50,6 +50,8 @@ def parse(argv):
     ap.add_argument("--sam-batch", type=int, default=None, help="SAM encoder batch (default: medkt's, 1 on CPU)")
     ap.add_argument("--steps", type=int, default=10, help="M2IB steps (MedCLIP-SAMv2: 10)")
     ap.add_argument("--samples", type=int, default=10, help="M2IB noise samples per step (MedCLIP-SAMv2: 10)")
+    ap.add_argument("--noise", default="cpu", choices=["cpu", "device"],
+                    help="m2ib.noise: per-image CPU generators (default; CPU and GPU maps agree) or on the device")
     ap.add_argument("--skip-reference", action="store_true", help="time the medkt arm only")
     ap.add_argument("--flops", action="store_true", help="count the medkt arm's FLOPs on its first batch "
                     "(FlopCounterMode) and report FLOP/s against a measured matmul peak")
@@ -144,9 +146,8 @@ def trimmed(tokenize):
 def reference(seg, slices, cfg, device: str) -> list:
     """MedCLIP-SAMv2-style pipeline over 2-D slices → one bool mask per slice."""
     import numpy as np
-    import torch
     from bench_m2ib import naive_m2ib
-    from medkt.segmentation.postprocess import postprocess
+    from medkt.segmentation.postprocess import keep_top_k, postprocess
     from medkt.segmentation.prompts import Prompts, make_prompts
     from medkt.segmentation.saliency import minmax
     model, eng = seg.model, seg.saliency
@@ -166,7 +167,6 @@ def reference(seg, slices, cfg, device: str) -> list:
             item = seg.sam.embed([im])[0]
             m = seg.sam.decode(item, Prompts(b[None], None, None, n_components=0)).mask
             mask |= m
-        from medkt.segmentation.postprocess import keep_top_k
         if cfg.sam.keep_components and p.n_components > 0:
             mask = keep_top_k(mask, p.n_components)
         masks.append(mask)
@@ -200,7 +200,8 @@ def meta_flops(args) -> None:
     model.tokenize = lambda texts: {"input_ids": torch.ones(len(texts), n_tok, dtype=torch.long, device="meta")}
     cfg = M2IBConfig(beta=1.0, layer=9, steps=args.steps, samples=args.samples)
     px = torch.zeros(1, 3, 224, 224, device="meta")
-    meta_noise = lambda gens, shape, device, dtype: torch.zeros((len(gens),) + tuple(shape), device=device)  # noqa: E731
+    def meta_noise(gens, shape, device, dtype):
+        return torch.zeros((len(gens),) + tuple(shape), device=device)
     import medkt.segmentation.m2ib as m2ib
     counts = {}
     with mock.patch.object(m2ib, "make_generators", lambda seeds, device="cpu": [None] * len(seeds)), \
@@ -222,7 +223,8 @@ def meta_flops(args) -> None:
                          sparse_prompt_embeddings=sp, dense_prompt_embeddings=de, multimask_output=False)
     counts["sam_decode"] = float(fc.get_total_flops())
     tf = {k: v / 1e12 for k, v in counts.items()}
-    print(f"FLOPs per slice (meta device; M2IB {args.steps} steps x {args.samples} samples, layer 9; SAM ViT-B at 1024):")
+    print(f"FLOPs per slice (meta device; M2IB {args.steps} steps x {args.samples} samples, layer 9; "
+          "SAM ViT-B at 1024):")
     for k, v in tf.items():
         print(f"  {k:12s} {v:8.3f} TF")
     for p in (1, 2):
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
     from medkt.segmentation.pipeline import Segmenter, load_segment_config
 
     print(f"# bench_segment: {args.slices} x {args.size}x{args.size} CT slices, BiomedCLIP + SAM ViT-B surrogates, "
-          f"device {args.device}, amp {args.amp}, threads {torch.get_num_threads()}, "
+          f"device {args.device}, amp {args.amp}, noise {args.noise}, threads {torch.get_num_threads()}, "
           f"affinity {len(os.sched_getaffinity(0))}, loadavg {tuple(round(x, 2) for x in os.getloadavg())}")
     for name in ("biomedclip", "sam-vit-b"):
         marker = scratch / f".{name}.done"
@@ -280,7 +282,8 @@ def main(argv=None) -> int:
     nii = scratch / "input" / f"ct_{args.slices}x{args.size}.nii.gz"  # medkt never writes beside its inputs
     nii.parent.mkdir(parents=True, exist_ok=True)
     vol_arr = make_volume(args.slices, args.size, nii)
-    overrides = [f"m2ib.batch_size={args.m2ib_batch}", f"m2ib.steps={args.steps}", f"m2ib.samples={args.samples}", f"m2ib.amp={args.amp}",
+    overrides = [f"m2ib.batch_size={args.m2ib_batch}", f"m2ib.steps={args.steps}", f"m2ib.samples={args.samples}",
+                 f"m2ib.amp={args.amp}", f"m2ib.noise={args.noise}",
                  f"sam.amp={args.amp}", "sam.model=sam-vit-b", "output.overlay=false"]
     if args.sam_batch:
         overrides.append(f"sam.embed_batch_size={args.sam_batch}")
@@ -325,7 +328,8 @@ def main(argv=None) -> int:
                                                                   ("saliency_s", "postprocess_s", "sam_s"))
     vol_bytes = vol_arr.nbytes
     print(f"medkt: {wall_m:.1f}s for {n} slices = {wall_m / n:.2f} s/slice = {n / wall_m:.3f} slices/s; "
-          f"cpu {cpu_m:.1f}s, cpu/wall/threads {cpu_m / wall_m / max(args.threads, 1):.2f}; peak RSS {rss_m.peak / 2**30:.2f} GiB "
+          f"cpu {cpu_m:.1f}s, cpu/wall/threads {cpu_m / wall_m / max(args.threads, 1):.2f}; "
+          f"peak RSS {rss_m.peak / 2**30:.2f} GiB "
           f"(volume {vol_bytes / 2**20:.0f} MiB int16); status {res.table[0].get('status')}")
     for k, v in stages.items():
         print(f"  {k:38s} {v / n:8.3f} s/slice")

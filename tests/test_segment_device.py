@@ -40,6 +40,12 @@ def test_noise_is_drawn_per_image_on_cpu_generators_then_moved():
     assert half.dtype == torch.bfloat16 and torch.equal(half, ref.to(torch.bfloat16))
 
 
+def test_parallel_noise_draws_equal_sequential_draws():
+    seq = M._draws(M.make_generators([1, 2, 3, 4]), (3, 5, 8), parallel=False)
+    par = M._draws(M.make_generators([1, 2, 3, 4]), (3, 5, 8), parallel=True)
+    assert torch.equal(seq, par)
+
+
 def test_m2ib_draws_on_cpu_generators_whatever_the_model_device(clip, pixels, monkeypatch):
     seen = []
     real = M.make_generators

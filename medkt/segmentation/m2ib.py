@@ -178,11 +178,23 @@ def draw_noise(gens: Sequence[torch.Generator], shape: tuple, device, dtype) -> 
     Each draw is made on its generator's device (CPU generators: identical values whatever
     ``device`` is) and the stacked result is then moved to ``device``.
     """
-    draws = [torch.randn(shape, generator=g, device=g.device, dtype=torch.float32) for g in gens]
-    out = torch.stack(draws)
-    if out.device != torch.device(device) and out.device.type == "cpu" and torch.device(device).type == "cuda":
+    parallel = len(gens) > 1 and gens[0].device.type == "cpu" and torch.device(device).type != "cpu"
+    out = _draws(gens, shape, parallel)
+    if out.device.type == "cpu" and torch.device(device).type == "cuda":
         out = out.pin_memory().to(device, non_blocking=True)
     return out.to(device=device, dtype=dtype)
+
+
+def _draws(gens: Sequence[torch.Generator], shape: tuple, parallel: bool) -> torch.Tensor:
+    """Stacked float32 draws; ``parallel`` draws the images concurrently (feeding a GPU: randn
+    releases the GIL, and one generator per image makes the values independent of the threads)."""
+    def draw(g):
+        return torch.randn(shape, generator=g, device=g.device, dtype=torch.float32)
+    if not parallel:
+        return torch.stack([draw(g) for g in gens])
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(len(gens), max(torch.get_num_threads(), 1))) as pool:
+        return torch.stack(list(pool.map(draw, gens)))
 
 
 def autocast(device: torch.device, amp: str):

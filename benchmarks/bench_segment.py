@@ -301,6 +301,9 @@ def main(argv=None) -> int:
         img01, _ = mio.prepare_intensity(vol, modality="ct", window="lung")
         pairs, _ = mio.iter_slices(vol, "axial", array=img01)
         batch = [s for _, s in pairs[:args.m2ib_batch]]
+        # inference only; FlopCounterMode's module tracker fails on modules that return a parameter
+        # requiring grad under no_grad (SAM's prompt encoder does, for box prompts)
+        seg.sam.model.sam.requires_grad_(False)
         with FlopCounterMode(display=False) as fc:
             seg.segment_slices(batch, PROMPT)
         flops_info = (float(fc.get_total_flops()) / len(batch), len(batch))

@@ -206,7 +206,8 @@ def meta_flops(args) -> None:
     counts = {}
     with mock.patch.object(m2ib, "make_generators", lambda seeds, device="cpu": [None] * len(seeds)), \
             mock.patch.object(m2ib, "draw_noise", meta_noise), \
-            mock.patch("transformers.masking_utils._ignore_bidirectional_mask_sdpa", lambda *a, **k: False):
+            mock.patch("transformers.masking_utils._ignore_bidirectional_mask_sdpa", lambda *a, **k: False,
+                       create=True):
         for name, fn in (("m2ib_naive", lambda: naive_m2ib(model, px, "p", cfg, [0])),
                          ("m2ib_medkt", lambda: m2ib_visual(model, px, torch.zeros(1, 512, device="meta"), cfg,
                                                             [0]))):

@@ -234,6 +234,8 @@ def main(argv=None) -> int:
             return 1
     print(f"medkt: {tm:.3f} s, achieved {f_med * a.steps / tm / 1e9:.2f} GF/s = {100 * f_med * a.steps / tm / peak:.1f}% "
           f"of the in-run matmul peak {peak / 1e9:.1f} GF/s (median efficiency {100 * statistics.median(eff):.1f}%)")
+    print(f"medkt: {a.steps / tm:.2f} steps/s at batch {a.concepts * a.images} ({a.concepts} concept(s) x "
+          f"{a.images} images)")
     per_concept = tm / a.concepts
     steps_full, floor_peak = 5000, 790e12 if a.device.startswith("cuda") else peak
     per_concept_5k = per_concept * steps_full / a.steps

@@ -50,7 +50,7 @@ def build_model(image_size: int, depth: int = 12):
 
 def naive_m2ib(model, pixels, prompt, cfg, seeds):
     """Reference-style M2IB, one image at a time (see module docstring)."""
-    from medkt.segmentation.m2ib import bottleneck, make_generators, resolve_layer
+    from medkt.segmentation.m2ib import bottleneck, draw_noise, make_generators, resolve_layer
     layer = resolve_layer(cfg.layer, model.num_visual_layers) + 1
     for p in model.parameters():
         p.requires_grad_(True)  # as shipped: weights stay trainable
@@ -58,7 +58,7 @@ def naive_m2ib(model, pixels, prompt, cfg, seeds):
     maps = []
     for i in range(pixels.shape[0]):
         reps = pixels[i:i + 1].expand(cfg.samples, -1, -1, -1)
-        gen = make_generators([seeds[i]], pixels.device)[0]
+        gen = make_generators([seeds[i]])[0]  # CPU generator, as medkt's (noise moved to the device)
         alpha = None
         opt = None
         last_kl = None
@@ -71,7 +71,7 @@ def naive_m2ib(model, pixels, prompt, cfg, seeds):
                 if alpha is None:
                     alpha = torch.full_like(xs, cfg.alpha_init).requires_grad_(True)
                     opt = torch.optim.Adam([alpha], lr=cfg.lr)
-                noise = torch.randn((cfg.samples,) + tuple(xs.shape[1:]), generator=gen, device=xs.device)
+                noise = draw_noise([gen], (cfg.samples,) + tuple(xs.shape[1:]), xs.device, torch.float32)[0]
                 z, kl = bottleneck(xs, alpha, noise[None])
                 box["kl"] = kl
                 return z
@@ -113,7 +113,9 @@ def meta_flops(args) -> dict:
                           batch_size=args.images)
     px = torch.zeros(args.images, 3, args.image_size, args.image_size, device="meta")
     out = {}
-    with mock.patch.object(m2ib, "make_generators", lambda seeds, device: [None] * len(seeds)):
+    meta_noise = lambda gens, shape, device, dtype: torch.zeros((len(gens),) + tuple(shape), device=device)  # noqa: E731
+    with mock.patch.object(m2ib, "make_generators", lambda seeds, device="cpu": [None] * len(seeds)), \
+            mock.patch.object(m2ib, "draw_noise", meta_noise):
         for name, fn in (("naive", naive_m2ib), ("medkt", fast_m2ib)):
             with FlopCounterMode(display=False) as fc:
                 fn(model, px, "a chest x-ray showing a pneumothorax", cfg, list(range(args.images)))

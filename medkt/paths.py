@@ -32,9 +32,18 @@ def worlds_dir() -> Path:
 
 
 def hf_cache_dir() -> Path:
-    hf_home = os.environ.get("HF_HOME")
-    base = Path(hf_home).expanduser() if hf_home else Path.home() / ".cache" / "huggingface"
-    return Path(os.environ.get("HF_HUB_CACHE", base / "hub"))
+    """The Hugging Face hub cache, resolved as ``huggingface_hub`` resolves it: ``HF_HUB_CACHE``,
+    then the legacy ``HUGGINGFACE_HUB_CACHE``, then ``HF_HOME/hub``, then
+    ``$XDG_CACHE_HOME/huggingface/hub`` (default ``~/.cache/huggingface/hub``)."""
+    def expand(p: str) -> Path:
+        return Path(os.path.expandvars(p)).expanduser()
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return expand(os.environ[var])
+    if os.environ.get("HF_HOME"):
+        return expand(os.environ["HF_HOME"]) / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (expand(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
 
 
 def torch_cache_dir() -> Path:

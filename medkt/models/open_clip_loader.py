@@ -66,11 +66,52 @@ def load_open_clip(arch: str, pretrained: str | None = None, *, name: str | None
                                           hint=f"this checkpoint does not belong to architecture '{arch}'") \
                 from None
         raise
-    tokenizer = open_clip.get_tokenizer(arch)
+    tokenizer = _tokenizer(arch)
     model.eval()
     label = weights_label or (f"{arch}:{pretrained}" if pretrained else
                               (arch if arch.startswith(("hf-hub:", "local-dir:")) else f"{arch}:random-init"))
     return from_open_clip(model, tokenizer, preprocess, name=name or arch, weights=label)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
+
+
+def _tokenizer(arch: str):
+    """open_clip's tokenizer for ``arch``.
+
+    For a ``local-dir:`` folder (also how a Hugging Face cache snapshot is loaded) open_clip
+    reads an HF text tower's tokenizer from the folder itself, but BiomedCLIP's repo holds
+    no tokenizer: its ``hf_tokenizer_name`` repo does.  Then that repo is used (from the
+    Hugging Face cache when offline), as ``hf-hub:`` loading does.
+    """
+    import open_clip
+    if arch.startswith("local-dir:"):
+        folder = Path(arch[len("local-dir:"):])
+        try:
+            text = json.loads((folder / "open_clip_config.json").read_text()).get("model_cfg", {}).get("text_cfg", {})
+        except (OSError, ValueError):
+            text = {}
+        name = text.get("hf_tokenizer_name")
+        if name and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+            return _hf_tokenizer(name, text, folder)
+    return open_clip.get_tokenizer(arch)
+
+
+def _hf_tokenizer(name: str, text_cfg: dict, folder: Path):
+    from open_clip.tokenizer import HFTokenizer
+    from medkt.errors import WeightsMissingError
+    from medkt.paths import enforce_offline_env, hf_cache_dir
+    enforce_offline_env()
+    try:
+        return HFTokenizer(name, context_length=text_cfg.get("context_length", 77),
+                                     tokenizer_mode=text_cfg.get("tokenizer_mode"),
+                                     **text_cfg.get("tokenizer_kwargs", {}))
+    except OSError:
+        raise WeightsMissingError(
+            f"the text tokenizer '{name}' named by {folder / 'open_clip_config.json'} is neither in that folder "
+            f"nor in the Hugging Face cache {hf_cache_dir()}.",
+            hint=f"on a connected machine run `MEDKT_OFFLINE=0 medkt weights download hf-hub:{name}` (or copy its "
+                 "vocab.txt / tokenizer files into the model folder)") from None
 
 
 # ---------------------------------------------------------------------- registry builders

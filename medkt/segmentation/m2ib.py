@@ -28,10 +28,18 @@ Efficiency without changing the result: weights frozen (no weight gradients), th
 embedding computed once, tokens before the bottleneck computed once and cached
 (``cache_prefix``), many images per batch each with its own α, and per-image seeded
 noise (``torch.Generator`` per image), so batching never changes an image's noise.
+
+Devices: the noise is drawn from per-image **CPU** generators and then moved to the model's
+device (``noise="cpu"``, default), so a map on a GPU uses exactly the noise it uses on the CPU
+and the two agree up to floating-point rounding; ``noise="device"`` draws on the device
+instead (no host-to-device copy, but device-specific values).  ``amp="bf16"`` runs the
+vision tower under ``torch.autocast(bfloat16)``; α, the bottleneck, the KL and the cosine
+stay in float32.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -42,6 +50,8 @@ from medkt.errors import ConfigError, look_up
 from medkt.models.base import TEXT_TOKENS, VISUAL_TOKENS, to_device
 
 FEATURE_NORMS = ("none", "image")
+NOISE_DEVICES = ("cpu", "device")
+AMP_MODES = ("none", "bf16")
 
 
 @dataclass
@@ -70,10 +80,14 @@ class M2IBConfig:
     text_map: bool = False
     text_beta: float = 0.1
     text_layer: int | None = None
+    noise: str = "cpu"
+    amp: str = "none"
 
     def validate(self) -> "M2IBConfig":
         if self.feature_norm not in FEATURE_NORMS:
             look_up("M2IB feature_norm", self.feature_norm, {k: k for k in FEATURE_NORMS})
+        look_up("m2ib.noise", self.noise, {k: k for k in NOISE_DEVICES})
+        look_up("m2ib.amp", self.amp, {k: k for k in AMP_MODES})
         if self.steps < 1 or self.samples < 1 or self.batch_size < 1:
             raise ConfigError(f"m2ib.steps, m2ib.samples and m2ib.batch_size must be ≥ 1 "
                               f"(got {self.steps}, {self.samples}, {self.batch_size}).")
@@ -148,7 +162,8 @@ def frozen(module: torch.nn.Module):
         module.train(was_training)
 
 
-def make_generators(seeds: Sequence[int], device) -> list[torch.Generator]:
+def make_generators(seeds: Sequence[int], device="cpu") -> list[torch.Generator]:
+    """One seeded generator per image, on ``device`` (default CPU: see module docstring)."""
     gens = []
     for s in seeds:
         g = torch.Generator(device=device)
@@ -158,8 +173,35 @@ def make_generators(seeds: Sequence[int], device) -> list[torch.Generator]:
 
 
 def draw_noise(gens: Sequence[torch.Generator], shape: tuple, device, dtype) -> torch.Tensor:
-    """One ``[S, T, C]`` draw per image from its own generator → ``[N, S, T, C]``."""
-    return torch.stack([torch.randn(shape, generator=g, device=device, dtype=dtype) for g in gens])
+    """One ``[S, T, C]`` draw per image from its own generator → ``[N, S, T, C]`` on ``device``.
+
+    Each draw is made on its generator's device (CPU generators: identical values whatever
+    ``device`` is) and the stacked result is then moved to ``device``.
+    """
+    parallel = len(gens) > 1 and gens[0].device.type == "cpu" and torch.device(device).type != "cpu"
+    out = _draws(gens, shape, parallel)
+    if out.device.type == "cpu" and torch.device(device).type == "cuda":
+        out = out.pin_memory().to(device, non_blocking=True)
+    return out.to(device=device, dtype=dtype)
+
+
+def _draws(gens: Sequence[torch.Generator], shape: tuple, parallel: bool) -> torch.Tensor:
+    """Stacked float32 draws; ``parallel`` draws the images concurrently (feeding a GPU: randn
+    releases the GIL, and one generator per image makes the values independent of the threads)."""
+    def draw(g):
+        return torch.randn(shape, generator=g, device=g.device, dtype=torch.float32)
+    if not parallel:
+        return torch.stack([draw(g) for g in gens])
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(len(gens), max(torch.get_num_threads(), 1))) as pool:
+        return torch.stack(list(pool.map(draw, gens)))
+
+
+def autocast(device: torch.device, amp: str):
+    """``torch.autocast`` in bfloat16 for ``amp="bf16"``, else a no-op context."""
+    if amp == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------------- vision side
@@ -175,7 +217,7 @@ def _optimise(x: torch.Tensor, forward, text_emb: torch.Tensor, cfg: M2IBConfig,
     alpha = torch.full((n, t, c), float(cfg.alpha_init), device=x.device, dtype=x.dtype,
                        requires_grad=True)
     opt = torch.optim.Adam([alpha], lr=cfg.lr)
-    gens = make_generators(seeds, x.device)
+    gens = make_generators(seeds, "cpu" if cfg.noise == "cpu" else x.device)
     target = F.normalize(text_emb.detach().to(x.dtype), dim=-1)
     if target.shape[0] == 1:
         target = target.expand(n, -1)
@@ -221,12 +263,14 @@ def m2ib_visual(model, pixels: torch.Tensor, text_emb: torch.Tensor, cfg: M2IBCo
     before = layer + 1
     with frozen(model):
         text_emb = text_emb.to(pixels.device)
-        with torch.no_grad():
-            x = model.visual_tokens(pixels, before)
+        amp = functools.partial(autocast, pixels.device, cfg.amp)
+        with torch.no_grad(), amp():
+            x = model.visual_tokens(pixels, before).float()
         if cfg.cache_prefix:
             def forward(x_, alpha, noise, stats):
                 z, _ = bottleneck(x_, alpha, noise, stats)
-                return model.encode_image_from(z, before)
+                with amp():
+                    return model.encode_image_from(z, before).float()
         else:
             reps = pixels.repeat_interleave(cfg.samples, dim=0)
 
@@ -238,7 +282,8 @@ def m2ib_visual(model, pixels: torch.Tensor, text_emb: torch.Tensor, cfg: M2IBCo
                     return z
                 handle = model.hook_after_layer(before, hook)
                 try:
-                    return model.encode_image(reps, normalize=False)
+                    with amp():
+                        return model.encode_image(reps, normalize=False).float()
                 finally:
                     handle.remove()
         kl = _optimise(x, forward, text_emb, cfg, seeds, cfg.beta)

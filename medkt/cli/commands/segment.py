@@ -66,6 +66,9 @@ def add_arguments(p):
                                          "local instance); OUT must be on a file system every node sees")
     g.add_argument("--workers", type=int, default=2, help="Ray: number of actors (default 2)")
     g.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0)")
+    p.add_argument("--amp", choices=["none", "bf16"],
+                   help="bf16 autocast for the M2IB vision tower and the SAM image encoder (GPU; same as "
+                        "--set m2ib.amp=bf16 --set sam.amp=bf16)")
     p.add_argument("--dry-run", action="store_true", help="list the cases that would be processed and stop")
     p.add_argument("--resume", action="store_true", help="skip cases finished by an earlier run into OUT")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
@@ -74,8 +77,9 @@ def add_arguments(p):
 def run(args) -> int:
     from medkt.segmentation.api import segment
     from medkt.segmentation.cases import format_case_line
+    overrides = list(args.overrides) + ([f"m2ib.amp={args.amp}", f"sam.amp={args.amp}"] if args.amp else [])
     result = segment(args.input, prompt=args.prompt, output=args.output, config=args.config,
-                     overrides=args.overrides, model=args.model, sam=args.sam, modality=args.modality,
+                     overrides=overrides, model=args.model, sam=args.sam, modality=args.modality,
                      window=args.window, gt=args.gt, mask_format=args.mask_format,
                      diagnostics=True if args.diagnostics else None, seed=args.seed, device=args.device,
                      max_voxels=args.max_voxels, slices=args.slices, skip_air=False if args.keep_air else None,

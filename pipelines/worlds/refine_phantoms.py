@@ -3,8 +3,8 @@
 Per modality (its target finding):
 
 1. ``--n-train`` training phantoms (seed ``--train-seed``, disjoint from the test seed) are
-   written as PNGs and segmented zero-shot with ``medkt.segment`` (phantom-clip M2IB → k-means →
-   box → phantom-sam, the settings of ``docs/worlds.md``): these masks are the pseudo-labels.
+   written as PNGs and segmented zero-shot with ``medkt.segment`` (phantom-clip M2IB → post-processing
+   → box → phantom-sam, with ``PhantomSettings``' defaults = the ``phantom`` segment preset): these masks are the pseudo-labels.
 2. ``medkt.refine`` trains the MONAI network on them (``--config``, default the ``phantom``
    preset; ``--variant`` adds label handling, e.g. ``saliency`` = confidence weighting).
 3. ``--n-test`` test phantoms (seed ``--test-seed``, default 777 = the phantom table of

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from medkt.errors import ConfigError, OptionalDependencyError
+from medkt.errors import ConfigError
 
 log = logging.getLogger("medkt.bench")
 
@@ -111,11 +110,8 @@ class LocalExecutor(Executor):
 
 # ---------------------------------------------------------------------- Ray
 def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise OptionalDependencyError("ray", "the Ray executor", extra="ray") from None
-    return ray
+    from medkt.cluster import import_ray
+    return import_ray("the Ray executor")
 
 
 class _RayWorkerBase:
@@ -146,16 +142,8 @@ class RayExecutor(Executor):
                  num_gpus: float = 0.0, cpus_per_actor: float = 1.0, max_retries: int = 2,
                  threads_per_actor: int | None = 1):
         ray = _ray()
-        self._started = False
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            kw: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-            if address is None:
-                kw.update(num_cpus=num_cpus or max(2, os.cpu_count() or 2), _node_ip_address="127.0.0.1")
-            else:
-                kw["address"] = address
-            ray.init(**kw)
-            self._started = True
+        from medkt.cluster import start_ray
+        self._started = start_ray(ray, address, num_cpus)
         self.num_gpus = float(num_gpus)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         self.num_actors = int(num_actors or (gpus if gpus and num_gpus else 2))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from medkt.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -29,12 +28,9 @@ class Block:
 
 
 def check_part(num_parts: int, part_id: int) -> None:
-    """Validate ``--num-parts`` / ``--part-id`` (part ids are 0-based)."""
-    if num_parts < 1:
-        raise ConfigError(f"--num-parts must be >= 1, got {num_parts}.")
-    if not 0 <= part_id < num_parts:
-        raise ConfigError(f"--part-id must be in 0..{num_parts - 1} for --num-parts {num_parts}, got {part_id}.",
-                          hint="part ids are 0-based: run parts 0, 1, ..., N-1, then 'medkt bench merge'")
+    """Validate ``--num-parts`` / ``--part-id`` (0-based; joined by ``medkt bench merge``)."""
+    from medkt.cluster import check_part as _check
+    _check(num_parts, part_id, "medkt bench merge")
 
 
 def all_blocks(n_cases: int, block_size: int) -> list[Block]:

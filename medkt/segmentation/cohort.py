@@ -27,18 +27,16 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from medkt.errors import ConfigError, InputError, MedktError, OptionalDependencyError
+from medkt.errors import ConfigError, InputError, MedktError
 
 log = logging.getLogger("medkt.segmentation")
 
 
 # ---------------------------------------------------------------------- parts
 def check_part(num_parts: int, part_id: int) -> None:
-    if num_parts < 1:
-        raise ConfigError(f"--num-parts must be >= 1, got {num_parts}.")
-    if not 0 <= part_id < num_parts:
-        raise ConfigError(f"--part-id must be in 0..{num_parts - 1} for --num-parts {num_parts}, got {part_id}.",
-                          hint="part ids are 0-based: run parts 0, 1, ..., N-1, then 'medkt segment-merge'")
+    """Validate ``--num-parts`` / ``--part-id`` (0-based; joined by ``medkt segment-merge``)."""
+    from medkt.cluster import check_part as _check
+    _check(num_parts, part_id, "medkt segment-merge")
 
 
 def ids_hash(case_ids: Sequence[str]) -> str:
@@ -187,11 +185,8 @@ class RemoteCaseError(MedktError):
 
 
 def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise OptionalDependencyError("ray", "--executor ray", extra="ray") from None
-    return ray
+    from medkt.cluster import import_ray
+    return import_ray("--executor ray")
 
 
 class _SegmentActor:
@@ -241,16 +236,8 @@ class RayCasePool:
                  keep_arrays: bool = False, address: str | None = None, workers: int = 2, num_cpus: int | None = None,
                  cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0, threads: int | None = 1):
         ray = _ray()
-        self._started = False
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            kw: dict = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-            if address is None:
-                kw.update(num_cpus=num_cpus or max(2, os.cpu_count() or 2), _node_ip_address="127.0.0.1")
-            else:
-                kw["address"] = address
-            ray.init(**kw)
-            self._started = True
+        from medkt.cluster import start_ray
+        self._started = start_ray(ray, address, num_cpus)
         from ray.util import ActorPool
         actor = ray.remote(_SegmentActor).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)
         self.workers = max(1, int(workers))

@@ -82,18 +82,10 @@ def pass_flops(model, size: int, n: int = 8) -> float:
     from medkt.transfer.state import frozen
     x = torch.rand(n, model.in_channels, size, size, requires_grad=True)
     counter = FlopCounterMode(display=False)
-    with frozen(model), encoder_at(model, size) if size != model.image_size else _null():
+    with frozen(model), encoder_at(model, size):
         with counter:
             model.encode_image(model.normalize(x), normalize=False).float().sum().backward()
     return counter.get_total_flops() / n
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def variant_config(name: str) -> tuple[str | None, list[str]]:
@@ -158,9 +150,11 @@ def grid(args) -> None:
     done = {(r["variant"], r["budget"], r["seed"]) for r in read_cells(cells_path)}
     todo = []
     for seed in args.seeds:  # seed-major: a partial grid still holds every variant
-        for v in args.variants:
-            budgets = args.budgets or PLAN[v]
-            todo += [(v, b, seed) for b in budgets if (v, b, seed) not in done]
+        if args.cells:  # explicit order, e.g. paper:5000 fast:300
+            pairs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cells]
+        else:
+            pairs = [(v, b) for v in args.variants for b in (args.budgets or PLAN[v])]
+        todo += [(v, b, seed) for v, b in pairs if (v, b, seed) not in done]
     print(f"{len(todo)} cells to run ({len(done)} done); model {model.name}, threads {torch.get_num_threads()}, "
           f"base known {base_rep['reference_acc']:.1f} %", flush=True)
     for v, b, seed in todo:
@@ -269,6 +263,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--budgets", type=int, nargs="+", default=None,
                     help=f"inversion steps for every variant (default: PLAN; paper {PAPER_FULL} is the reference)")
+    ap.add_argument("--cells", nargs="+", default=None,
+                    help="explicit VARIANT:STEPS cells, run in this order per seed (instead of --variants/PLAN)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 5e-4])
     ap.add_argument("--merge", nargs="*", default=[], help="with --report: more OUT folders whose cells to add")

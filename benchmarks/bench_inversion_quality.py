@@ -208,6 +208,12 @@ def report(args) -> None:
     rows = read_cells(out / "cells.jsonl")
     for extra in args.merge:
         rows += read_cells(Path(extra) / "cells.jsonl")
+    seen, unique = set(), []
+    for r in rows:  # a cell run in two folders counts once (the first)
+        if (r["variant"], r["budget"], r["seed"]) not in seen:
+            seen.add((r["variant"], r["budget"], r["seed"]))
+            unique.append(r)
+    rows = unique
     if not rows:
         print("no cells yet", file=sys.stderr)
         return

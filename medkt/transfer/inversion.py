@@ -281,7 +281,8 @@ def optimise(problem: _Problem, cfg: InversionConfig, *, progress: bool = True, 
     n = param.shape[0]
     stopper = PlateauStopper(cfg.early_stop, n, cfg.steps)
     active = None  # None = every image; else the indices still optimised
-    last, last_loss = torch.zeros(n), torch.zeros(n)  # latest objective / loss per image (stopped: kept)
+    last = torch.zeros(n, device=param.device)  # latest objective per image (stopped images keep theirs)
+    last_loss = torch.zeros(n, device=param.device)
     param.requires_grad_(True)
     opt = _optimizer(param, cfg)
     enc, work, rows = problem.encoder_size(stages[0][1]), {}, []
@@ -317,21 +318,21 @@ def optimise(problem: _Problem, cfg: InversionConfig, *, progress: bool = True, 
             if problem.layer is None and cfg.parametrization == "pixels":
                 param.clamp_(0, 1)
         work[enc] = work.get(enc, 0) + sub.shape[0] * cfg.ensemble
-        idx = torch.arange(n) if active is None else active.cpu()
-        last[idx], last_loss[idx] = obj.detach().float().cpu(), loss_i.detach().float().cpu()
+        idx = torch.arange(n, device=param.device) if active is None else active
+        last[idx], last_loss[idx] = obj.detach().float(), loss_i.detach().float()  # no host sync
         if stopper.enabled:
             stop = stopper.update(step, obj, idx)
             if len(stop):
                 left = torch.ones(len(idx), dtype=torch.bool)
                 left[stop] = False
-                active = idx[left].to(param.device)
+                active = idx[left.to(idx.device)]
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            rows.append((step, lr, last.clone(), last_loss.clone()))
+            rows.append((step, lr, last.to("cpu", copy=True), last_loss.to("cpu", copy=True)))
             bar.set_postfix(loss=f"{float(last_loss.mean()):.4f}")
         bar.update(1)
         if active is not None and len(active) == 0:  # every image stopped
             if rows[-1][0] != step:
-                rows.append((step, lr, last.clone(), last_loss.clone()))
+                rows.append((step, lr, last.to("cpu", copy=True), last_loss.to("cpu", copy=True)))
             break
     bar.close()
     with torch.no_grad():

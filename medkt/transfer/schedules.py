@@ -54,8 +54,12 @@ class PlateauStopper:
         return self.cfg.patience > 0
 
     def update(self, step: int, values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        values = values.detach().float().cpu()
-        index = index.cpu()
+        """``values`` ``[k]`` and ``index`` ``[k]`` on any device (no host sync except at check steps);
+        returns the positions (into ``index``, on the CPU) of the images that stop now."""
+        values = values.detach().float()
+        index = index.to(values.device)
+        if self.ema.device != values.device:
+            self.ema = self.ema.to(values.device)
         prev = self.ema[index]
         beta = float(self.cfg.ema)
         self.ema[index] = torch.where(torch.isnan(prev), values, beta * prev + (1 - beta) * values)
@@ -69,6 +73,6 @@ class PlateauStopper:
         for s in [s for s in self.history if s < step - int(self.cfg.patience)]:
             del self.history[s]
         gain = old[index] - self.ema[index]  # improvement over the last ``patience`` steps
-        stop = torch.nonzero(gain < float(self.cfg.min_delta)).flatten()
-        self.stopped_at[index[stop]] = step + 1
+        stop = torch.nonzero(gain < float(self.cfg.min_delta)).flatten().cpu()
+        self.stopped_at[index.cpu()[stop]] = step + 1
         return stop

@@ -202,3 +202,30 @@ def test_fingerprint_ignores_new_options_at_their_defaults():
     assert d["steps"] == 5000
     d2 = config_fingerprint(InversionConfig(warmup=0.1, early_stop=EarlyStopConfig(patience=100)))
     assert d2["warmup"] == 0.1 and d2["early_stop"]["patience"] == 100
+
+
+# ---------------------------------------------------------------------- default for small models
+def test_small_model_rule(clip, monkeypatch):
+    from medkt.transfer import budget
+    got = budget.small_model_default(clip)
+    assert got["preset"] == "fast" and 0 < got["visual_params"] <= budget.SMALL_VISUAL_PARAMS
+    assert budget.small_model_default(create_model("tiny-hf-clip")) is None  # not an open_clip ViT
+    monkeypatch.setattr(budget, "SMALL_VISUAL_PARAMS", got["visual_params"] - 1)
+    assert budget.small_model_default(clip) is None  # above the bound: the paper recipe stays
+    assert budget.applies(None, None, None, ["finetune.lr=1e-4"])
+    assert not budget.applies("paper", None, None)
+    assert not budget.applies(None, None, 200)
+    assert not budget.applies(None, None, None, ["inversion.tv_weight=0"])
+
+
+@pytest.mark.slow
+def test_invert_api_uses_fast_for_small_models_without_a_recipe(clip, tmp_path):
+    import json
+    from medkt.transfer.protocol import invert as api_invert
+    res = api_invert(clip, RARE, only=["Moongate"], images_per_concept=1, out_dir=tmp_path / "inv", progress=False)
+    assert {32, 48} <= set(res.work) <= {32, 48, 64}  # the fast preset's progressive encoder ran
+    assert int(res.steps_run.max()) <= 300  # (early stopping may end it before the 64 px stage)
+    rec = json.loads((tmp_path / "inv" / "run.json").read_text())
+    assert rec["preset"] == "fast" and rec["small_model_default"]["preset"] == "fast"
+    paper = api_invert(clip, RARE, only=["Moongate"], images_per_concept=1, steps=3, progress=False)
+    assert paper.work == {64: 3}  # --steps given: the paper recipe at that budget

@@ -226,6 +226,7 @@ def test_invert_api_uses_fast_for_small_models_without_a_recipe(clip, tmp_path):
     assert {32, 48} <= set(res.work) <= {32, 48, 64}  # the fast preset's progressive encoder ran
     assert int(res.steps_run.max()) <= 300  # (early stopping may end it before the 64 px stage)
     rec = json.loads((tmp_path / "inv" / "run.json").read_text())
-    assert rec["preset"] == "fast" and rec["small_model_default"]["preset"] == "fast"
+    assert rec["small_model_default"]["preset"] == "fast"
+    assert rec["config"]["inversion"]["progressive_encoder"] and rec["config"]["inversion"]["steps"] == 300
     paper = api_invert(clip, RARE, only=["Moongate"], images_per_concept=1, steps=3, progress=False)
     assert paper.work == {64: 3}  # --steps given: the paper recipe at that budget

@@ -5,7 +5,8 @@ far more than needed: on the natural world (``world-clip``, a 0.83 M-parameter 3
 the ``fast`` preset reaches the paper recipe's KT accuracy with a small fraction of its
 inversion FLOPs (docs/transfer.md, "Inversion time-to-quality").  So when a user gives no
 recipe at all (no ``--preset``, ``--config``, ``--steps`` or ``--set inversion.*``), a
-*small* model is inverted with :data:`SMALL_MODEL_PRESET`.
+*small* model is inverted with the options of :data:`SMALL_MODEL_PRESET` (merged over the
+default preset, which keeps its fine-tuning recipe).
 
 "Small" = the vision tower has at most :data:`SMALL_VISUAL_PARAMS` parameters (the worlds'
 models: 0.22–0.83 M; the smallest released CLIP ViT, B/32: 88 M) **and** is an open_clip
@@ -34,6 +35,14 @@ def small_model_default(model) -> dict | None:
     if n > SMALL_VISUAL_PARAMS:
         return None
     return {"preset": SMALL_MODEL_PRESET, "visual_params": int(n), "limit": SMALL_VISUAL_PARAMS}
+
+
+def small_model_config() -> dict:
+    """The :data:`SMALL_MODEL_PRESET` file as a dict: passed as ``config`` it is merged over whatever
+    preset applies (its keys are inversion options only, so the fine-tuning recipe is kept)."""
+    from medkt.config import load_yaml
+    from medkt.paths import config_file
+    return load_yaml(config_file("transfer", SMALL_MODEL_PRESET))
 
 
 def applies(preset, config, steps, overrides: Sequence[str] = ()) -> bool:

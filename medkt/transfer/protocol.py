@@ -147,12 +147,12 @@ def invert(model, concepts, config=None, *, seed: int | None = None, out_dir=Non
     Returns :class:`InversionResult` (``images`` [N, C, H, W] in [0, 1], or tokens [N, T, D]
     for relaxed inversion, with per-image ``concept_names`` and ``captions``).
     """
-    from medkt.transfer.budget import SMALL_MODEL_PRESET, applies, small_model_default
+    from medkt.transfer.budget import applies, small_model_config, small_model_default
     from medkt.transfer.inversion import invert as _invert
     model = resolve_model(model, weights=weights, device=device)
     small = small_model_default(model) if applies(preset, config, steps, overrides) else None
     if small:
-        preset = SMALL_MODEL_PRESET  # no recipe given and a small model: the short recipe (budget.py)
+        config = small_model_config()  # no recipe given and a small model: the short recipe (budget.py)
     cset = _concept_set(concepts, only)
     if _is_inversion_config(config) and not (preset or overrides or steps or images_per_concept
                                               or batch_images is not None):
@@ -340,16 +340,16 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
     them.  Without ``out`` the weight deltas stay in memory (one per fine-tune).
     """
     from medkt.transfer.api import noise_result, subset_inversion
-    from medkt.transfer.budget import SMALL_MODEL_PRESET, applies, small_model_default
+    from medkt.transfer.budget import applies, small_model_config, small_model_default
     from medkt.transfer.inversion import invert as _invert
     base = resolve_model(model, weights=weights, device=device)
     small = None
     if not joint and not noise_control and images is None and applies(preset, config, steps, overrides):
         small = small_model_default(base)
-        if small:
-            preset = SMALL_MODEL_PRESET  # no recipe given and a small model: the short recipe (budget.py)
     if joint and preset is None and config is None:
         preset = JOINT_PRESET  # --joint alone = the joint recipe
+    if small:  # no recipe given and a small model: the short inversion (budget.py), over the preset
+        config = small_model_config()
     cfg = resolve_config(config, preset=preset, overrides=overrides, lora=lora, noise_control=noise_control,
                          seed=seed, steps=steps, images_per_concept=images_per_concept, batch_images=batch_images,
                          epochs=epochs, batch_size=batch_size, loss=loss, caption=caption, sampling=sampling,

@@ -41,7 +41,8 @@ from medkt.transfer.concepts import Concept, inversion_text, load_concepts
 from medkt.transfer.config import InversionConfig, coerce
 from medkt.transfer.fastpath import patchify_convs
 from medkt.transfer.fingerprint import (check_resumable as _check_resumable, fingerprint,  # noqa: F401
-                                        fingerprint_parts, weights_digest as _weights_digest)
+                                        fingerprint_parts, weights_digest)
+_weights_digest = weights_digest  # former private name (tests, older imports)
 from medkt.transfer.losses import INVERSION_OBJECTIVES, RAW_FEATURE_OBJECTIVES
 from medkt.transfer.resolution import encoder_at, encoder_size
 from medkt.transfer.schedules import SCHEDULES, PlateauStopper, lr_at as _lr_at

@@ -23,6 +23,18 @@ round.  CPU time / (wall × threads) < 0.7 flags a contended run.
     python benchmarks/bench_inversion.py --threads 1           # steadier on a shared machine
     python benchmarks/bench_inversion.py --width 768 --layers 12 --patch 32 --image-size 224 \\
         --device cuda --amp bf16 --concepts 32 --steps 50     # ViT-B/32-sized on a GPU
+
+``--preset NAME`` (e.g. ``fast``, configs/transfer/) times a whole inversion with that
+preset's options and schedule (its own ``steps`` unless ``--preset-steps``) against the
+paper recipe's full 5 000-step schedule, both batched medkt: the paper arm runs ``--steps``
+steps and is scaled to 5 000 (its per-step cost is constant), and the ratio is paper time /
+preset time, next to the FLOP ratio from the engine's work count (early stopping and
+progressive encoders included).  No output-equality check (different recipes); the
+quality side of the trade is ``benchmarks/bench_inversion_quality.py``::
+
+    python benchmarks/bench_inversion.py --preset fast --steps 20          # CPU, world-sized default model
+    python benchmarks/bench_inversion.py --preset fast --width 768 --layers 12 --patch 32 --image-size 224 \\
+        --device cuda --amp bf16 --concepts 32 --steps 50
 """
 from __future__ import annotations
 
@@ -34,6 +46,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # this checkout's medkt
 
 
 def build_model(a):
@@ -118,6 +132,62 @@ def step_flops(model, cset, cfg, seed, batched: bool) -> float:
     return float(counter.get_total_flops()) * len(cset)
 
 
+def pass_flops(model, size: int, n: int = 4) -> float:
+    """FLOPs of one encoder pass per image at ``size`` px (forward + input-gradient backward, frozen)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from medkt.transfer.resolution import encoder_at
+    from medkt.transfer.state import frozen
+    x = torch.rand(n, model.in_channels, size, size, device=model.device, requires_grad=True)
+    counter = FlopCounterMode(display=False)
+    with frozen(model), encoder_at(model, size):
+        with counter:
+            model.encode_image(model.normalize(x), normalize=False).float().sum().backward()
+    return counter.get_total_flops() / n
+
+
+def preset_mode(a, model, cset) -> int:
+    """``--preset``: a whole preset inversion vs the paper's 5 000 steps (see module docstring)."""
+    from medkt.transfer import invert, load_transfer_config
+    full = 5000
+    over = [f"inversion.amp={a.amp}", f"inversion.compile={str(a.compile).lower()}",
+            f"inversion.images_per_concept={a.images}"]
+    if a.preset_steps:
+        over.append(f"inversion.steps={a.preset_steps}")
+    pcfg = load_transfer_config(preset=a.preset, overrides=over).inversion
+    paper = load_transfer_config(preset="paper", overrides=over + [f"inversion.steps={a.steps}"]).inversion
+    flops = {}
+
+    def work_flops(res) -> float:
+        for size in res.work:
+            flops.setdefault(size, pass_flops(model, size))
+        return sum(passes * flops[size] for size, passes in res.work.items())
+
+    one = load_transfer_config(preset="paper", overrides=over + ["inversion.steps=1"]).inversion
+    invert(model, cset, paper, seed=0, progress=False)  # warm-up (compile, autotune)
+    invert(model, cset, pcfg, seed=0, progress=False)
+    t_paper, t_preset, f_paper, f_preset = [], [], 0.0, 0.0
+    for r in range(a.rounds):
+        _, w1, _ = timed(lambda: invert(model, cset, one, seed=0, progress=False), a.device)
+        res_p, w, _ = timed(lambda: invert(model, cset, paper, seed=0, progress=False), a.device)
+        per_step = (w - w1) / max(1, a.steps - 1)  # per-call overhead (text, scoring) counted once
+        t_paper.append(w1 + per_step * (full - 1))
+        f_paper = work_flops(res_p) * full / a.steps
+        res_f, w, _ = timed(lambda: invert(model, cset, pcfg, seed=0, progress=False), a.device)
+        t_preset.append(w)
+        f_preset = work_flops(res_f)
+        print(f"round {r}: paper {t_paper[-1]:.2f} s (5000 steps: 1-step call + {per_step * 1e3:.2f} ms/step "
+              f"measured over {a.steps}), preset '{a.preset}' {w:.2f} s ({pcfg.steps} steps, mean steps run "
+              f"{float(res_f.steps_run.float().mean()):.0f}), ratio {t_paper[-1] / w:.2f}x")
+    tp, tf = statistics.median(t_paper), statistics.median(t_preset)
+    print("-" * 72)
+    print(f"preset '{a.preset}' vs paper@5000, median of {a.rounds} rounds: time ratio {tp / tf:.2f}x "
+          f"(load {os.getloadavg()[0]:.1f}; paper {tp:.2f} s, preset {tf:.2f} s for {a.concepts} concepts x {a.images} images); "
+          f"FLOP ratio {f_paper / f_preset:.2f}x ({f_paper / 1e12:.3f} vs {f_preset / 1e12:.3f} TF, "
+          f"encoder fwd + input-grad bwd, FlopCounterMode)")
+    print(f"per concept: preset {tf / a.concepts:.3f} s, paper {tp / a.concepts:.3f} s")
+    return 0
+
+
 def matmul_peak(device, n: int) -> float:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
@@ -164,6 +234,9 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--peak-n", type=int, default=0, help="GEMM size for the peak (default 1024 CPU / 8192 GPU)")
     ap.add_argument("--skip-reference", action="store_true", help="time the medkt arm only (GPU floor check)")
+    ap.add_argument("--preset", default=None, help="time a whole inversion with this transfer preset (e.g. fast) "
+                                                   "against the paper's 5000 steps")
+    ap.add_argument("--preset-steps", type=int, default=0, help="with --preset: steps (default: the preset's)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from medkt.transfer import InversionConfig
@@ -179,6 +252,8 @@ def main(argv=None) -> int:
           f"threads {a.threads}, amp {a.amp}, compile {a.compile}")
     if hasattr(os, "sched_getaffinity"):
         print(f"affinity {sorted(os.sched_getaffinity(0))}, load average {os.getloadavg()}")
+    if a.preset:
+        return preset_mode(a, model, cset)
     f_med = step_flops(model, cset, ref_cfg, 0, batched=True)
     f_ref = f_med if a.skip_reference else step_flops(model, cset, ref_cfg, 0, batched=False)
     print(f"FLOPs per step (all K*n images): medkt {f_med / 1e9:.2f} GF, reference {f_ref / 1e9:.2f} GF "

@@ -26,11 +26,35 @@ class AffineConfig:
 
 
 @dataclass
+class EarlyStopConfig:
+    """Per-image early stopping when the similarity plateaus (``patience: 0`` = off).
+
+    Every ``check_every`` steps each image's exponential moving average (factor ``ema``)
+    of its training objective (``1 - cos`` of its augmented view; for other objectives
+    their value) is compared with the value ``patience`` steps earlier; an image whose
+    objective improved by less than ``min_delta`` stops: it leaves the batch (no more
+    forward or backward passes) and keeps its pixels.  Never before ``min_steps`` (a
+    fraction of ``steps``).  The decision uses only the image's own objective, so images
+    stay independent of the batch.
+    """
+
+    patience: int = 0  # steps without min_delta improvement before an image stops; 0 = off
+    min_delta: float = 0.002  # improvement of the smoothed objective required within patience steps
+    ema: float = 0.9  # smoothing of the per-image objective (the augmented objective is noisy)
+    check_every: int = 25  # steps between plateau checks
+    min_steps: float = 0.1  # no image stops before this fraction of the steps
+
+
+@dataclass
 class InversionConfig:
     """Image inversion ``max_x sim(f_V(A(x)), f_T(t)) - alpha * TV(x)`` (paper Eq. 3).
 
     Pixels live in [0, 1] (clamped after every step) unless ``parametrization`` is
+    ``fourier`` (a decorrelated spectrum rendered through a sigmoid, always in (0, 1)) or
     ``tokens`` (relaxed inversion of the top ``relaxed_layers`` vision blocks, §7.1.1).
+    Options that cut the compute of short runs (``warmup``, ``early_stop``,
+    ``progressive_encoder``, ``fourier``) are measured in docs/transfer.md
+    ("Inversion time-to-quality").
     """
 
     steps: int = 5000
@@ -38,7 +62,8 @@ class InversionConfig:
     objective: str = "cosine"  # cosine (1-cos, paper) | l2_normalized (Kazemi) | l2_raw (author) | itm (ViLT)
     lr: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = "cosine"  # cosine | constant | linear (decay to 0)
+    warmup: float = 0.0  # fraction of the steps with a linear lr warm-up from 0 (then the schedule)
     weight_decay: float = 0.0  # Adam weight decay on the pixels (ViLT: 0.01, paper §8.2)
     tv_weight: float = 0.005  # alpha; 4-direction p=2 total variation (Kazemi)
     l1_weight: float = 0.0
@@ -49,7 +74,11 @@ class InversionConfig:
     color_shift: list[float] = field(default_factory=lambda: [0.0, 0.0])  # [m, s]: (x-mu)/sigma, 0,0 = off
     progressive: list[float] = field(default_factory=list)  # sizes as fractions of image_size, e.g. [64/224, 128/224, 1]
     progressive_at: list[float] = field(default_factory=lambda: [0.3, 0.6])  # step fractions of the size switches
-    parametrization: str = "pixels"  # pixels | tokens (relaxed)
+    progressive_encoder: bool = False  # also run the ViT at each stage's size (fewer tokens, fewer FLOPs)
+    parametrization: str = "pixels"  # pixels | fourier (decorrelated, 1/f spectrum + colour basis) | tokens (relaxed)
+    fourier_decay: float = 1.0  # fourier: spectrum amplitude ~ 1 / frequency ** decay
+    color_decorrelation: bool = True  # fourier: colours in an opponent basis (luminance, red-green, blue-yellow)
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     relaxed_layers: int = 2  # top vision blocks inverted when parametrization = tokens
     style_weight: float = 1.0  # Gram-matrix regulariser towards reference tokens (relaxed)
     caption: str = "description"  # which text is inverted: description | short (ViLT, 40 tokens) | definition

@@ -12,15 +12,20 @@ depend on which other concepts share its batch (up to float rounding of batched
 matmuls), which makes resume and batching free of side effects.
 
 Parametrisations: ``pixels`` ([N, C, s, s] in [0, 1], clamped after each step; ``s``
-follows the progressive schedule and views are resized to ``image_size``) or
+follows the progressive schedule and views are resized to ``image_size``, or to ``s``
+with ``progressive_encoder``), ``fourier`` (:mod:`medkt.transfer.parametrize`) or
 ``tokens`` (relaxed inversion, paper §7.1.1: tokens after block
 ``num_visual_layers - relaxed_layers``, with a Gram-matrix style term towards reference
 tokens).  The ViLT objective ``itm`` maximises the match score (BCE towards "match").
+
+Compute accounting: :attr:`InversionResult.work` counts the encoder passes (forward +
+input-gradient backward, one per augmented view) by input size, and ``steps_run`` the
+steps each image took (early stopping ends an image before ``steps``), so a caller can
+turn a run into FLOPs (``benchmarks/bench_inversion_quality.py``).
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,14 +33,19 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from medkt.config import to_dict
 from medkt.errors import ConfigError, UnknownNameError
 from medkt.models.base import CONTRASTIVE, ITM, VISUAL_TOKENS, to_device
 from medkt.transfer import augment as A
+from medkt.transfer import parametrize as PZ
 from medkt.transfer.concepts import Concept, inversion_text, load_concepts
 from medkt.transfer.config import InversionConfig, coerce
-from medkt.transfer.losses import INVERSION_OBJECTIVES, RAW_FEATURE_OBJECTIVES
 from medkt.transfer.fastpath import patchify_convs
+from medkt.transfer.fingerprint import (check_resumable as _check_resumable, fingerprint,  # noqa: F401
+                                        fingerprint_parts, weights_digest)
+_weights_digest = weights_digest  # former private name (tests, older imports)
+from medkt.transfer.losses import INVERSION_OBJECTIVES, RAW_FEATURE_OBJECTIVES
+from medkt.transfer.resolution import encoder_at, encoder_size
+from medkt.transfer.schedules import SCHEDULES, PlateauStopper, lr_at as _lr_at
 from medkt.transfer.state import frozen
 
 log = logging.getLogger("medkt.transfer")
@@ -48,7 +58,7 @@ class InversionResult:
     ``layer`` vision blocks (relaxed; 0 = after the patch embedding).  ``score`` / ``initial_score``: ``[N]`` cosine
     similarity of the final / starting image to its target text (match probability for
     ITM), measured without augmentation.  ``history``: per concept, loss summaries every
-    ``log_every`` steps.  ``resumed`` / ``reused_from``: concepts loaded from an earlier run
+    ``log_every`` steps.  ``work`` / ``steps_run``: see the module docstring.  ``resumed`` / ``reused_from``: concepts loaded from an earlier run
     (resume) and the folder each was reused from.
     """
 
@@ -63,6 +73,8 @@ class InversionResult:
     seconds: float = 0.0
     resumed: list[str] = field(default_factory=list)
     reused_from: dict[str, str] = field(default_factory=dict)
+    work: dict[int, int] = field(default_factory=dict)  # encoder input size -> passes (fwd + bwd), this call
+    steps_run: torch.Tensor | None = None  # [N] steps each image was optimised (resumed: as recorded)
 
     def for_concept(self, name: str) -> torch.Tensor:
         idx = [i for i, n in enumerate(self.concept_names) if n == name]
@@ -80,90 +92,6 @@ class InversionResult:
         return out
 
 
-# ---------------------------------------------------------------------- resume fingerprint
-def weights_digest(model) -> str:
-    """sha256 (hex) over the model's named parameters and buffers, in name order.
-
-    Each tensor contributes ``name|dtype|shape`` and its raw bytes (copied to CPU), so
-    any change of a weight, a buffer (e.g. the normalisation constants), a dtype or a
-    shape changes the digest.  Cost: sha256 over the weights' bytes, nothing more (ViT-B/32,
-    605 MB fp32: 0.35 s on an idle CPU core, up to ~1.8 s on a loaded one).
-    """
-    h = hashlib.sha256()
-    tensors = dict(model.named_parameters())
-    tensors.update(model.named_buffers())
-    for name in sorted(tensors):
-        t = tensors[name].detach()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # buffer, no copy
-    return h.hexdigest()
-
-
-def fingerprint_parts(model, cfg: InversionConfig, seed: int) -> dict:
-    """What an inversion depends on: model name, weights digest, input size and normalisation,
-    the inversion config and the seed (stored in each concept's done-marker)."""
-    parts = {"model": model.name, "weights_sha256": weights_digest(model), "image_size": int(model.image_size),
-             "mean": [float(v) for v in model.mean], "std": [float(v) for v in model.std],
-             "config": to_dict(cfg), "seed": int(seed)}
-    return json.loads(json.dumps(parts))  # JSON types, as stored in the marker
-
-
-def fingerprint(model, cfg: InversionConfig, seed: int, parts: dict | None = None) -> str:
-    """Short hash of :func:`fingerprint_parts` (``parts`` when already computed)."""
-    blob = json.dumps(parts or fingerprint_parts(model, cfg, seed), sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _differences(then: dict, now: dict) -> list[str]:
-    """Human-readable differences between two :func:`fingerprint_parts` (stored → current)."""
-    out = []
-    if then.get("weights_sha256") != now["weights_sha256"]:
-        out.append(f"model weights differ (sha256 {str(then.get('weights_sha256'))[:12]} there, "
-                   f"{now['weights_sha256'][:12]} now)")
-    labels = {"model": "model name", "image_size": "image size", "mean": "normalisation mean",
-              "std": "normalisation std", "seed": "seed"}
-    for key, label in labels.items():
-        if then.get(key) != now[key]:
-            out.append(f"{label} {then.get(key)} there, {now[key]} now")
-    if then.get("config") != now["config"]:
-        a, b = _flat(then.get("config") or {}), _flat(now["config"])
-        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        out.append("inversion config differs (" + ", ".join(f"{k}: {a.get(k)} there, {b.get(k)} now"
-                                                            for k in keys[:4])
-                   + (", ..." if len(keys) > 4 else "") + ")")
-    return out
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _check_resumable(out_dir, concept: Concept, parts: dict, fp: str) -> None:
-    """Refuse (never silently reuse) a finished concept whose fingerprint is not this run's."""
-    from medkt.errors import ResumeMismatchError
-    from medkt.transfer import outputs as O
-    marker = O.marker_path(out_dir, "invert", concept.slug)
-    if not marker.exists():
-        return
-    info = json.loads(marker.read_text())
-    if info.get("fingerprint") == fp:
-        return
-    then = info.get("fingerprint_parts")
-    what = ("; ".join(_differences(then, parts)) if then else
-            "it has no model fingerprint (written by an older medkt or a noise-control run)")
-    raise ResumeMismatchError(
-        f"cannot resume: concept '{concept.name}' in {out_dir} was inverted with different settings or model: "
-        f"{what or 'fingerprint differs'}.", path=str(marker),
-        hint="pass --overwrite (without --resume) to re-invert into this folder, choose another output "
-             "folder, or rerun with the original model and settings")
-
-
 def _validate(model, cfg: InversionConfig) -> None:
     if cfg.objective == "itm":
         model.require(ITM)
@@ -178,14 +106,30 @@ def _validate(model, cfg: InversionConfig) -> None:
         if not 1 <= cfg.relaxed_layers <= model.num_visual_layers:
             raise ConfigError(f"inversion.relaxed_layers={cfg.relaxed_layers} is outside "
                               f"1..{model.num_visual_layers} for model '{model.name}'.")
-    elif cfg.parametrization != "pixels":
-        raise UnknownNameError("inversion parametrization", cfg.parametrization, ["pixels", "tokens"])
+    elif cfg.parametrization not in ("pixels", "fourier"):
+        raise UnknownNameError("inversion parametrization", cfg.parametrization, ["pixels", "fourier", "tokens"])
     if cfg.init not in ("uniform", "normal"):
         raise UnknownNameError("inversion init", cfg.init, ["uniform", "normal"])
-    if cfg.schedule not in ("cosine", "constant"):
-        raise UnknownNameError("inversion schedule", cfg.schedule, ["cosine", "constant"])
+    if cfg.schedule not in SCHEDULES:
+        raise UnknownNameError("inversion schedule", cfg.schedule, SCHEDULES)
     if cfg.steps < 1 or cfg.images_per_concept < 1 or cfg.ensemble < 1:
         raise ConfigError("inversion.steps, images_per_concept and ensemble must be >= 1.")
+    if not 0.0 <= cfg.warmup < 1.0:
+        raise ConfigError(f"inversion.warmup={cfg.warmup} must be a fraction of the steps in [0, 1).")
+    if cfg.parametrization == "fourier" and cfg.progressive:
+        raise ConfigError("inversion.parametrization=fourier cannot be combined with inversion.progressive.",
+                          hint="a Fourier image already optimises coarse structure first; drop progressive")
+    if cfg.progressive_encoder:
+        if not cfg.progressive or cfg.parametrization != "pixels":
+            raise ConfigError("inversion.progressive_encoder needs a progressive schedule of pixels.",
+                              hint="set inversion.progressive, e.g. [0.5, 0.75, 1.0]")
+        encoder_size(model, model.image_size)  # raises for towers other than open_clip ViTs
+    es = cfg.early_stop
+    if es.patience < 0 or es.check_every < 1 or (es.patience and es.patience % es.check_every):
+        raise ConfigError(f"inversion.early_stop.patience={es.patience} must be 0 (off) or a positive multiple "
+                          f"of early_stop.check_every={es.check_every}.")
+    if not 0.0 <= es.ema < 1.0:
+        raise ConfigError(f"inversion.early_stop.ema={es.ema} must be in [0, 1).")
 
 
 def _chunks(concepts: list[Concept], cfg: InversionConfig) -> list[list[Concept]]:
@@ -238,78 +182,111 @@ class _Problem:
         enc = lambda t: model.encode_image(t, normalize=False)  # noqa: E731
         self.encode = torch.compile(enc) if cfg.compile else enc
 
+    # ------------------------------------------------------------------ parameters
     def init_param(self, size: int) -> torch.Tensor:
-        x = _init_images(self.model, self.seeds_list, size, self.cfg.init).to(self.model.device)
+        """Starting parameters: pixels ``[N, C, s, s]``, Fourier coefficients or tokens."""
+        cfg, m = self.cfg, self.model
+        if cfg.parametrization == "fourier":
+            return PZ.init_fourier(len(self.seeds_list), m.in_channels, size, self.seeds_list, m.device)
+        x = _init_images(m, self.seeds_list, size, cfg.init).to(m.device)
         if self.layer is not None:
             with torch.no_grad():
-                x = self.model.visual_tokens(self.model.normalize(
-                    A.augment(x, self.seeds, 0, out_size=self.model.image_size)), self.layer).float()
+                x = m.visual_tokens(m.normalize(A.augment(x, self.seeds, 0, out_size=m.image_size)),
+                                    self.layer).float()
                 if self.ref_gram is None:
                     self.ref_gram = A.gram(x).mean(0)
         return x
 
-    def features(self, param: torch.Tensor, step: int, augment: bool = True) -> torch.Tensor:
+    def render(self, param: torch.Tensor) -> torch.Tensor:
+        """What the encoder sees from ``param``: images in [0, 1] (or tokens for relaxed inversion)."""
+        if self.cfg.parametrization == "fourier":
+            return PZ.render_fourier(param, self.cfg.fourier_decay, self.cfg.color_decorrelation)
+        return param
+
+    def encoder_size(self, size: int) -> int:
+        """Input size of the encoder while the images are ``size`` pixels."""
+        if self.cfg.progressive_encoder and self.layer is None:
+            return encoder_size(self.model, size)
+        return int(self.model.image_size)
+
+    # ------------------------------------------------------------------ objective
+    def _pick(self, t, index):
+        return t if index is None else t[index]
+
+    def features(self, x: torch.Tensor, step: int, augment: bool = True, index=None, size=None) -> torch.Tensor:
         m = self.model
-        with torch.autocast(m.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        size = int(size or m.image_size)
+        ctx = encoder_at(m, size) if size != m.image_size else contextlib.nullcontext()
+        with ctx, torch.autocast(m.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             if self.layer is not None:
-                return m.encode_image_from(param, self.layer).float()
-            views = self._views(param, step, augment)
+                return m.encode_image_from(x, self.layer).float()
+            views = self._views(x, step, augment, index, size)
             return self.encode(m.normalize(views)).float()
 
-    def _views(self, x: torch.Tensor, step: int, augment: bool) -> torch.Tensor:
+    def _views(self, x: torch.Tensor, step: int, augment: bool, index=None, size=None) -> torch.Tensor:
         cfg = self.cfg
+        seeds, size = self._pick(self.seeds, index), int(size or self.model.image_size)
         if not augment:
-            return A.augment(x, self.seeds, step, out_size=self.model.image_size)
-        return A.augment(x, self.seeds, step, out_size=self.model.image_size, copies=cfg.ensemble,
-                         affine=cfg.affine, color_shift=tuple(cfg.color_shift))
+            return A.augment(x, seeds, step, out_size=size)
+        return A.augment(x, seeds, step, out_size=size, copies=cfg.ensemble, affine=cfg.affine,
+                         color_shift=tuple(cfg.color_shift))
 
-    def objective(self, param: torch.Tensor, step: int, augment: bool = True) -> torch.Tensor:
-        """Per-image objective ``[N]`` (mean over ensemble copies)."""
+    def objective(self, x: torch.Tensor, step: int, augment: bool = True, index=None, size=None) -> torch.Tensor:
+        """Per-image objective ``[n]`` (mean over ensemble copies) of the images ``index``
+        (all when ``None``; ``x`` holds exactly those images, rendered)."""
         k = self.cfg.ensemble if augment else 1
         if self.itm:
-            views = self.model.normalize(self._views(param, step, augment))
-            toks = {key: (v.repeat_interleave(k, 0) if torch.is_tensor(v) else v) for key, v in self.tokens.items()}
+            views = self.model.normalize(self._views(x, step, augment, index))
+            toks = {key: (self._pick(v, index).repeat_interleave(k, 0) if torch.is_tensor(v) else v)
+                    for key, v in self.tokens.items()}
             with torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 logits = self.model.match_score(views, toks).float().view(-1)
             per = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none")
         else:
-            feats = self.features(param, step, augment)
-            per = INVERSION_OBJECTIVES[self.cfg.objective](feats, self.text.repeat_interleave(k, 0))
+            feats = self.features(x, step, augment, index, size)
+            text = self._pick(self.text, index)
+            per = INVERSION_OBJECTIVES[self.cfg.objective](feats, text.repeat_interleave(k, 0))
         return per.view(-1, k).mean(1)
 
-    def regulariser(self, param: torch.Tensor) -> torch.Tensor:
+    def regulariser(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if self.layer is not None:
-            return cfg.style_weight * (A.gram(param) - self.ref_gram).pow(2).flatten(1).mean(1)
-        reg = cfg.tv_weight * A.total_variation(param)
+            return cfg.style_weight * (A.gram(x) - self.ref_gram).pow(2).flatten(1).mean(1)
+        reg = cfg.tv_weight * A.total_variation(x)
         if cfg.l1_weight:
-            reg = reg + cfg.l1_weight * param.abs().flatten(1).mean(1)
+            reg = reg + cfg.l1_weight * x.abs().flatten(1).mean(1)
         return reg
 
     @torch.no_grad()
-    def score(self, param: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity to the target text (ITM: match probability), no augmentation."""
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of rendered ``x`` to the target text (ITM: match probability), no augmentation."""
         if self.itm:
-            return torch.exp(-self.objective(param, 0, augment=False))
-        return F.cosine_similarity(self.features(param, 0, augment=False), self.text, dim=-1)
+            return torch.exp(-self.objective(x, 0, augment=False))
+        return F.cosine_similarity(self.features(x, 0, augment=False), self.text, dim=-1)
 
 
-def _lr_at(cfg: InversionConfig, step: int) -> float:
-    if cfg.schedule == "constant":
-        return cfg.lr
-    import math
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
+def _optimizer(param: torch.Tensor, cfg: InversionConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam([param], lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
 
 def optimise(problem: _Problem, cfg: InversionConfig, *, progress: bool = True, desc: str = "invert"):
-    """Run the optimisation of one batch → (param, initial score, history rows)."""
+    """Run the optimisation of one batch → (images or tokens, initial score, history rows, work, steps_run).
+
+    ``work``: ``{encoder input size: passes}`` (forward + backward, per augmented view);
+    ``steps_run``: ``[N]`` steps each image was optimised (early stopping).
+    """
     stages = A.stage_sizes(problem.model.image_size, cfg.progressive, cfg.progressive_at, cfg.steps)
     param = problem.init_param(stages[0][1])
-    initial = problem.score(param)
+    initial = problem.score(problem.render(param))
     starts = {s: size for s, size in stages[1:]}
+    n = param.shape[0]
+    stopper = PlateauStopper(cfg.early_stop, n, cfg.steps)
+    active = None  # None = every image; else the indices still optimised
+    last = torch.zeros(n, device=param.device)  # latest objective per image (stopped images keep theirs)
+    last_loss = torch.zeros(n, device=param.device)
     param.requires_grad_(True)
-    opt = torch.optim.Adam([param], lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    rows = []
+    opt = _optimizer(param, cfg)
+    enc, work, rows = problem.encoder_size(stages[0][1]), {}, []
     bar = _bar(cfg.steps, desc, progress)
     for step in range(cfg.steps):
         if step in starts and problem.layer is None:  # progressive: upsample, new optimiser (author)
@@ -317,12 +294,14 @@ def optimise(problem: _Problem, cfg: InversionConfig, *, progress: bool = True, 
                 up = F.interpolate(param.detach(), size=(starts[step],) * 2, mode="bicubic",
                                    align_corners=False).clamp_(0, 1)
             param = up.requires_grad_(True)
-            opt = torch.optim.Adam([param], lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+            opt, enc = _optimizer(param, cfg), problem.encoder_size(starts[step])
         lr = _lr_at(cfg, step)
         for g in opt.param_groups:
             g["lr"] = lr
-        obj = problem.objective(param, step)
-        loss_i = obj + problem.regulariser(param)
+        sub = param if active is None else param[active]
+        x = problem.render(sub)
+        obj = problem.objective(x, step, index=active, size=enc)
+        loss_i = obj + problem.regulariser(x)
         opt.zero_grad(set_to_none=True)
         loss_i.sum().backward()
         if cfg.grad_clip > 0:  # per-image norm clip (keeps images independent)
@@ -330,16 +309,36 @@ def optimise(problem: _Problem, cfg: InversionConfig, *, progress: bool = True, 
                 norms = param.grad.flatten(1).norm(dim=1)
                 factor = (cfg.grad_clip / (norms + 1e-6)).clamp(max=1.0)
                 param.grad.mul_(factor.view(-1, *[1] * (param.dim() - 1)))
+        keep = None if active is None else param.detach().clone()
         opt.step()
-        if problem.layer is None:
-            with torch.no_grad():
+        with torch.no_grad():
+            if keep is not None:  # stopped images keep their values (Adam's momentum would move them)
+                done = torch.ones(n, dtype=torch.bool, device=param.device)
+                done[active] = False
+                param[done] = keep[done]
+            if problem.layer is None and cfg.parametrization == "pixels":
                 param.clamp_(0, 1)
+        work[enc] = work.get(enc, 0) + sub.shape[0] * cfg.ensemble
+        idx = torch.arange(n, device=param.device) if active is None else active
+        last[idx], last_loss[idx] = obj.detach().float(), loss_i.detach().float()  # no host sync
+        if stopper.enabled:
+            stop = stopper.update(step, obj, idx)
+            if len(stop):
+                left = torch.ones(len(idx), dtype=torch.bool)
+                left[stop] = False
+                active = idx[left.to(idx.device)]
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            rows.append((step, lr, obj.detach().cpu(), loss_i.detach().cpu()))
-            bar.set_postfix(loss=f"{float(loss_i.detach().mean()):.4f}")
+            rows.append((step, lr, last.to("cpu", copy=True), last_loss.to("cpu", copy=True)))
+            bar.set_postfix(loss=f"{float(last_loss.mean()):.4f}")
         bar.update(1)
+        if active is not None and len(active) == 0:  # every image stopped
+            if rows[-1][0] != step:
+                rows.append((step, lr, last.to("cpu", copy=True), last_loss.to("cpu", copy=True)))
+            break
     bar.close()
-    return param.detach(), initial, rows
+    with torch.no_grad():
+        out = problem.render(param.detach())
+    return out, initial, rows, work, stopper.stopped_at
 
 
 def _bar(total, desc, enabled):
@@ -381,13 +380,15 @@ def invert(model, concepts, config=None, *, seed: int = 0, out_dir=None, resume:
                 reused_from[c.name] = str(O.concept_dir(out_dir, c.slug))
                 log.info("inversion of '%s' reused from %s", c.name, reused_from[c.name])
     todo = [c for c in cset if c.name not in found]
-    t0 = time.perf_counter()
+    t0, work = time.perf_counter(), {}
     with frozen(model), patchify_convs(model, enabled=model.device.type == "cpu"):
         for chunk in _chunks(todo, cfg):
             tc = time.perf_counter()
             prob = _Problem(model, chunk, cfg, seed, reference_images)
-            param, initial, rows = optimise(prob, cfg, progress=progress,
-                                            desc=f"invert {len(chunk)} concept(s)")
+            param, initial, rows, w, steps_run = optimise(prob, cfg, progress=progress,
+                                                          desc=f"invert {len(chunk)} concept(s)")
+            for size, passes in w.items():
+                work[size] = work.get(size, 0) + passes
             if prob.layer is None and param.shape[-1] != model.image_size:
                 param = F.interpolate(param, size=(model.image_size,) * 2, mode="bicubic",
                                       align_corners=False).clamp(0, 1)
@@ -399,7 +400,8 @@ def invert(model, concepts, config=None, *, seed: int = 0, out_dir=None, resume:
                 found[c.name] = param[sl]
                 infos[c.name] = {"score": final[sl].tolist(), "initial_score": initial[sl].tolist(),
                                  "history": hist[c.name], "seconds": secs,
-                                 "captions": prob.captions[sl], "layer": prob.layer}
+                                 "captions": prob.captions[sl], "layer": prob.layer,
+                                 "steps_run": steps_run[sl].tolist()}
                 if out_dir is not None:
                     O.save_concept(out_dir, c.slug, param[sl], captions=prob.captions[sl], layer=prob.layer,
                                    info={**infos[c.name], "fingerprint_parts": parts}, fingerprint=fp)
@@ -412,4 +414,5 @@ def invert(model, concepts, config=None, *, seed: int = 0, out_dir=None, resume:
         score=torch.tensor([s for c in cset for s in infos[c.name]["score"]]),
         initial_score=torch.tensor([s for c in cset for s in infos[c.name]["initial_score"]]),
         history={c.name: infos[c.name]["history"] for c in cset},
-        seconds=time.perf_counter() - t0, resumed=resumed, reused_from=reused_from)
+        seconds=time.perf_counter() - t0, resumed=resumed, reused_from=reused_from, work=work,
+        steps_run=torch.tensor([s for c in cset for s in infos[c.name].get("steps_run", [cfg.steps] * n_per)]))

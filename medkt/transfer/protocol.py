@@ -153,8 +153,12 @@ def invert(model, concepts, config=None, *, seed: int | None = None, out_dir=Non
     Returns :class:`InversionResult` (``images`` [N, C, H, W] in [0, 1], or tokens [N, T, D]
     for relaxed inversion, with per-image ``concept_names`` and ``captions``).
     """
+    from medkt.transfer.budget import applies, small_model_config, small_model_default
     from medkt.transfer.inversion import invert as _invert
     model = resolve_model(model, weights=weights, device=device)
+    small = small_model_default(model) if applies(preset, config, steps, overrides) else None
+    if small:
+        config = small_model_config()  # no recipe given and a small model: the short recipe (budget.py)
     cset = _concept_set(concepts, only)
     if _is_inversion_config(config) and not (preset or overrides or steps or images_per_concept
                                               or batch_images is not None):
@@ -171,6 +175,7 @@ def invert(model, concepts, config=None, *, seed: int | None = None, out_dir=Non
                       reference_images=reference_images)
     if out is not None:
         record.extra.update({"concept_set": cset.name, "concepts": cset.names, "model": model.describe(),
+                             "preset": preset, "small_model_default": small,
                              "inversion": _inversion_summary(res, "inversion", out)})
         record.write(out)
     return res
@@ -346,14 +351,20 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
     them.  Without ``out`` the weight deltas stay in memory (one per fine-tune).
     """
     from medkt.transfer.api import noise_result, subset_inversion
+    from medkt.transfer.budget import applies, small_model_config, small_model_default
     from medkt.transfer.inversion import invert as _invert
+    base = resolve_model(model, weights=weights, device=device)
+    small = None
+    if not joint and not noise_control and images is None and applies(preset, config, steps, overrides):
+        small = small_model_default(base)
     if preset is None and config is None:  # no recipe named: the measured defaults
         preset = JOINT_PRESET if joint else DEFAULT_PRESET
+    if small:  # no recipe given and a small model: the short inversion (budget.py), over the preset
+        config = small_model_config()
     cfg = resolve_config(config, preset=preset, overrides=overrides, lora=lora, noise_control=noise_control,
                          seed=seed, steps=steps, images_per_concept=images_per_concept, batch_images=batch_images,
                          epochs=epochs, batch_size=batch_size, loss=loss, caption=caption, sampling=sampling,
                          weights_format=weights_format)
-    base = resolve_model(model, weights=weights, device=device)
     cset = _concept_set(concepts, only)
     lrs = resolve_lrs(lr, cfg.finetune.lr)
     protocol = "joint" if joint else "per-concept"
@@ -366,7 +377,8 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
                        weights={"model": base.name, "source": getattr(base, "weights", None),
                                 "weights_sha256": digest})
     record.extra.update({"protocol": protocol, "concept_set": cset.name, "concepts": cset.names, "lrs": lrs,
-                         "preset": preset, "joint_defaults": joint_changes, "model": base.describe()})
+                         "preset": preset, "joint_defaults": joint_changes, "small_model_default": small,
+                         "model": base.describe()})
     seed_everything(cfg.seed)
     inv_dir = O.inversion_dir(out) if out is not None else None
     with record.timer("inversion_s"):

@@ -1,0 +1,295 @@
+"""Time-to-quality of inversion: KT accuracy after inversion budgets, per recipe, against FLOPs.
+
+For every (variant, step budget, seed) cell this runs the documented KT path on the
+natural world (``world-clip``, 32 px; the 5 novel concepts; the folders written by
+``pipelines/worlds/export_natural_folders.py``):
+
+1. ``medkt.transfer.run`` (= ``medkt transfer``): ONE inversion of the 5 concepts with
+   the variant's inversion options and ``steps = budget``, then the per-concept protocol,
+   one fine-tune from the original weights per concept and lr (``--lrs``);
+2. the ``medkt zeroshot`` scoring (the same functions: label set = the 5 concepts + the 100
+   known classes, the model's own templates) and ``--max-forgetting`` selection: per
+   concept, the largest lr whose known-class (reference) drop stays within 2 points.
+
+Recorded per cell: mean selected target accuracy, known-class accuracy and drop, other →
+target, and the inversion's compute: encoder passes by input size (the engine's
+``InversionResult.work``; early stopping and progressive encoders change it) times the
+FLOPs of one pass (forward + input-gradient backward, weights frozen) measured with
+``torch.utils.flop_counter.FlopCounterMode`` at each size.  Text embedding, augmentation,
+TV and the two unaugmented scoring passes are not counted (< 1 % here); fine-tuning cost
+is the same for every variant (same number of images) and is not counted either.
+
+Quality reference: the paper recipe at its full schedule (5 000 steps).  A variant meets
+the goal at a budget if its mean target accuracy is within 2 points of the reference's
+mean, its mean drop is within the same 2-point budget, and it used ≥ 3× fewer FLOPs.
+
+    python benchmarks/bench_inversion_quality.py --out bench-quality/            # the grid (resumable)
+    python benchmarks/bench_inversion_quality.py --out q/ --variants paper fast --budgets 100 1667 --seeds 0
+    python benchmarks/bench_inversion_quality.py --out bench-quality/ --report   # table + plot only
+
+Results: ``OUT/cells.jsonl`` (one line per finished cell; a rerun skips them),
+``OUT/table.md``, ``OUT/quality_vs_flops.png``, ``OUT/run.json``.  Threads: 1 by default
+(FLOPs, not seconds, are the x axis; seconds are recorded with the load average).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's medkt, not another install
+
+PAPER_FULL = 5000
+# name -> (what it is, inversion overrides); every variant uses the paper recipe otherwise
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "paper": ("paper recipe: Adam lr 0.1, cosine to 0, TV 0.005, affine p 0.5", []),
+    "early-stop": ("paper + per-image early stop (EMA 0.9 of 1-cos, < 0.002 gain in 100 steps)",
+                   ["inversion.early_stop.patience=100"]),
+    "progressive": ("paper + author's progressive pixels 64/224 -> 128/224 -> 1 at 30 % / 60 %",
+                    ["inversion.progressive=[0.2857142857,0.5714285714,1.0]"]),
+    "progressive-encoder": ("progressive pixels 0.5 -> 0.75 -> 1 at 30/60 %, ViT run at each size",
+                            ["inversion.progressive=[0.5,0.75,1.0]", "inversion.progressive_encoder=true"]),
+    "fourier": ("paper + decorrelated Fourier image, opponent colours, sigmoid",
+                ["inversion.parametrization=fourier"]),
+    "warmup": ("paper + 5 % linear warm-up, lr 0.2", ["inversion.warmup=0.05", "inversion.lr=0.2"]),
+    "fast": ("the 'fast' preset (configs/transfer/fast.yaml)", ["@fast"]),
+}
+# step budgets per variant (the paper's full schedule first: it is the quality reference)
+PLAN: dict[str, tuple[int, ...]] = {"paper": (PAPER_FULL, 30, 100, 300, 1000), "early-stop": (300, 1000),
+                                    "progressive": (100, 300), "progressive-encoder": (100, 300),
+                                    "fourier": (100, 300), "warmup": (30, 100), "fast": (100, 300)}
+
+
+def world_inputs(root: Path) -> dict:
+    if not (root / "concepts.yaml").exists():
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines" / "worlds"))
+        from export_natural_folders import export
+        export(root)
+    return {"concepts": root / "concepts.yaml", "target": root / "target", "reference": root / "reference",
+            "ood": root / "ood"}
+
+
+def pass_flops(model, size: int, n: int = 8) -> float:
+    """FLOPs of one encoder pass (forward + input-gradient backward, frozen weights) at ``size`` px."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from medkt.transfer.resolution import encoder_at
+    from medkt.transfer.state import frozen
+    x = torch.rand(n, model.in_channels, size, size, requires_grad=True)
+    counter = FlopCounterMode(display=False)
+    with frozen(model), encoder_at(model, size):
+        with counter:
+            model.encode_image(model.normalize(x), normalize=False).float().sum().backward()
+    return counter.get_total_flops() / n
+
+
+def variant_config(name: str) -> tuple[str | None, list[str]]:
+    overrides = VARIANTS[name][1]
+    presets = [o[1:] for o in overrides if o.startswith("@")]
+    return (presets[0] if presets else None), [o for o in overrides if not o.startswith("@")]
+
+
+def run_cell(model, sets, clf, base_rep, inputs, variant, budget, seed, lrs, caption, max_forgetting, flops_at):
+    """One (variant, budget, seed) cell → result row."""
+    from medkt.evaluation.report import concept_metrics, predict_sets, reference_accuracy, select_lr, mean_of
+    from medkt.transfer import run
+    preset, overrides = variant_config(variant)
+    t0 = time.time()
+    kt = run(str(inputs["concepts"]), model, lr=list(lrs), preset=preset, overrides=overrides, steps=budget,
+             seed=seed, caption=caption, progress=False)
+    t_kt = time.time() - t0
+    results = []
+    for ft in kt.finetunes:
+        m = kt.model(ft.concepts[0], ft.lr)
+        p = predict_sets(m, clf, sets)
+        ref = reference_accuracy(p, sets)
+        c = ft.concepts[0]
+        results.append({"concept": c, "lr": ft.lr, **concept_metrics(p, sets, c), "reference_acc": ref,
+                        "reference_drop": base_rep["reference_acc"] - ref})
+    sel = select_lr(results, base_rep, max_forgetting)
+    inv = kt.inversion
+    flops = sum(passes * flops_at(size) for size, passes in inv.work.items())
+    return {"variant": variant, "budget": budget, "seed": seed,
+            "target": mean_of(sel, "target_acc"), "known": mean_of(sel, "reference_acc"),
+            "drop": mean_of(sel, "reference_drop"), "other_to_target": mean_of(sel, "other_to_target"),
+            "selected": [{k: r[k] for k in ("concept", "lr", "target_acc", "reference_drop")} for r in sel],
+            "inversion_flops": flops, "work": {str(k): v for k, v in inv.work.items()},
+            "mean_steps_run": float(inv.steps_run.float().mean()), "score": float(inv.score.mean()),
+            "inversion_s": round(inv.seconds, 2), "cell_s": round(time.time() - t0, 2), "kt_s": round(t_kt, 2),
+            "load": os.getloadavg()[0]}
+
+
+def grid(args) -> None:
+    from medkt.evaluation.classifier import ZeroShotClassifier
+    from medkt.evaluation.report import concept_metrics, load_sets, predict_sets, reference_accuracy
+    from medkt.models import create_model
+    from medkt.transfer import load_concepts
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = world_inputs(Path(args.world))
+    model = create_model(args.model)
+    names = load_concepts(str(inputs["concepts"])).names
+    sets = load_sets(inputs["target"], inputs["reference"], inputs["ood"], model.image_size, names)
+    clf = ZeroShotClassifier.build(model, sets.label_set)
+    p = predict_sets(model, clf, sets)
+    base_rep = {"reference_acc": reference_accuracy(p, sets),
+                "concepts": {c: concept_metrics(p, sets, c) for c in names}}
+    cache: dict[int, float] = {}
+
+    def flops_at(size: int) -> float:
+        if size not in cache:
+            cache[size] = pass_flops(model, int(size))
+        return cache[size]
+
+    cells_path = out / "cells.jsonl"
+    done = {(r["variant"], r["budget"], r["seed"]) for r in read_cells(cells_path)}
+    todo = []
+    for seed in args.seeds:  # seed-major: a partial grid still holds every variant
+        if args.cells:  # explicit order, e.g. paper:5000 fast:300
+            pairs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cells]
+        else:
+            pairs = [(v, b) for v in args.variants for b in (args.budgets or PLAN[v])]
+        todo += [(v, b, seed) for v, b in pairs if (v, b, seed) not in done]
+    print(f"{len(todo)} cells to run ({len(done)} done); model {model.name}, threads {torch.get_num_threads()}, "
+          f"base known {base_rep['reference_acc']:.1f} %", flush=True)
+    for v, b, seed in todo:
+        row = run_cell(model, sets, clf, base_rep, inputs, v, b, seed, args.lrs, args.caption,
+                       args.max_forgetting, flops_at)
+        with open(cells_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{v:20s} {b:5d} seed {seed}: target {row['target']:5.1f} known {row['known']:5.1f} "
+              f"(-{row['drop']:.2f}) o->t {row['other_to_target']:4.1f} | {row['inversion_flops'] / 1e12:7.3f} TF "
+              f"steps {row['mean_steps_run']:6.0f} | {row['cell_s']:5.1f} s load {row['load']:.1f}", flush=True)
+    (out / "flops_per_pass.json").write_text(json.dumps({str(k): v for k, v in sorted(cache.items())}, indent=1))
+
+
+def read_cells(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def summarise(rows: list[dict], max_forgetting: float) -> tuple[list[dict], dict | None]:
+    """Mean over seeds per (variant, budget), with the ratio to the reference and the goal check."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["budget"]), []).append(r)
+    ref_rows = groups.get(("paper", PAPER_FULL))
+    ref = None
+    if ref_rows:
+        ref = {k: statistics.mean(r[k] for r in ref_rows) for k in ("target", "known", "drop", "inversion_flops")}
+    table = []
+    for (v, b), rs in groups.items():
+        t = [r["target"] for r in rs]
+        row = {"variant": v, "budget": b, "seeds": sorted(r["seed"] for r in rs), "target": statistics.mean(t),
+               "target_seeds": t, "known": statistics.mean(r["known"] for r in rs),
+               "drop": statistics.mean(r["drop"] for r in rs),
+               "other_to_target": statistics.mean(r["other_to_target"] for r in rs),
+               "flops": statistics.mean(r["inversion_flops"] for r in rs),
+               "steps_run": statistics.mean(r["mean_steps_run"] for r in rs)}
+        if ref:
+            row["flop_ratio"] = ref["inversion_flops"] / row["flops"]
+            row["vs_ref"] = row["target"] - ref["target"]
+            row["meets_goal"] = bool(row["vs_ref"] >= -2.0 and row["drop"] <= max_forgetting
+                                     and row["flop_ratio"] >= 3.0 and len(rs) >= 3)
+        table.append(row)
+    order = list(VARIANTS)
+    table.sort(key=lambda r: (order.index(r["variant"]) if r["variant"] in order else 99, r["budget"]))
+    return table, ref
+
+
+def report(args) -> None:
+    out = Path(args.out)
+    rows = read_cells(out / "cells.jsonl")
+    for extra in args.merge:
+        rows += read_cells(Path(extra) / "cells.jsonl")
+    seen, unique = set(), []
+    for r in rows:  # a cell run in two folders counts once (the first)
+        if (r["variant"], r["budget"], r["seed"]) not in seen:
+            seen.add((r["variant"], r["budget"], r["seed"]))
+            unique.append(r)
+    rows = unique
+    if not rows:
+        print("no cells yet", file=sys.stderr)
+        return
+    table, ref = summarise(rows, args.max_forgetting)
+    lines = ["| variant | steps | inversion TFLOPs | FLOP ratio vs paper@5000 | target % (mean; per seed) "
+             "| vs ref (pts) | known % | drop (pts) | other→target % | mean steps run | goal |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        seeds = " / ".join(f"{t:.1f}" for t in r["target_seeds"])
+        lines.append(f"| {r['variant']} | {r['budget']} | {r['flops'] / 1e12:.3f} | {r.get('flop_ratio', 0):.1f}x "
+                     f"| **{r['target']:.1f}** ({seeds}) | {r.get('vs_ref', 0):+.1f} | {r['known']:.1f} "
+                     f"| {r['drop']:.2f} | {r['other_to_target']:.1f} | {r['steps_run']:.0f} "
+                     f"| {'yes' if r.get('meets_goal') else ''} |")
+    notes = [f"- `{k}`: {v[0]}" for k, v in VARIANTS.items() if any(r["variant"] == k for r in table)]
+    text = "\n".join(lines + [""] + notes) + "\n"
+    (out / "table.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps({"reference": ref, "table": table}, indent=1))
+    print(text)
+    plot(table, ref, out / "quality_vs_flops.png")
+
+
+def plot(table: list[dict], ref: dict | None, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for v in dict.fromkeys(r["variant"] for r in table):
+        rs = [r for r in table if r["variant"] == v]
+        x = [r["flops"] / 1e12 for r in rs]
+        y = [r["target"] for r in rs]
+        lo = [r["target"] - min(r["target_seeds"]) for r in rs]
+        hi = [max(r["target_seeds"]) - r["target"] for r in rs]
+        ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=v)
+    if ref:
+        ax.axhspan(ref["target"] - 2, ref["target"] + 2, color="grey", alpha=0.2,
+                   label="paper@5000 ± 2 pts")
+        ax.axvline(ref["inversion_flops"] / 3e12, color="grey", ls="--", lw=1, label="3x fewer FLOPs")
+    ax.set_xscale("log")
+    ax.set_xlabel("inversion TFLOPs (5 concepts x 10 images; encoder fwd + input-grad bwd)")
+    ax.set_ylabel("KT target accuracy % (max-forgetting 2)")
+    ax.set_title("natural world, world-clip: KT quality vs inversion compute (mean, min-max of 3 seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="bench-inversion-quality")
+    ap.add_argument("--world", default="/tmp/medkt-natural-world", help="exported natural-world folders")
+    ap.add_argument("--model", default="world-clip")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--budgets", type=int, nargs="+", default=None,
+                    help=f"inversion steps for every variant (default: PLAN; paper {PAPER_FULL} is the reference)")
+    ap.add_argument("--cells", nargs="+", default=None,
+                    help="explicit VARIANT:STEPS cells, run in this order per seed (instead of --variants/PLAN)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 5e-4])
+    ap.add_argument("--merge", nargs="*", default=[], help="with --report: more OUT folders whose cells to add")
+    ap.add_argument("--caption", default="definition+name")
+    ap.add_argument("--max-forgetting", type=float, default=2.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report", action="store_true", help="only write the table and plot from OUT/cells.jsonl")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if not a.report:
+        from medkt.runs import RunRecord
+        rec = RunRecord("bench_inversion_quality", config=vars(a), seed=a.seeds[0],
+                        weights={"model": a.model, "source": "registry"})
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        grid(a)
+        rec.write(Path(a.out))
+    report(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

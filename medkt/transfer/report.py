@@ -52,8 +52,11 @@ def recipe_line(res) -> str:
     named = f"preset {preset}" if preset else "config given"
     default = " (the default; --preset paper = the paper's caption alone)" if preset == "name-prompts" else ""
     default = " (the --joint default)" if preset == "joint" and res.protocol == "joint" else default
-    return (f"recipe: {named}{default} - trains {'+'.join(ft.train)}, captions {ft.caption}, loss {ft.loss}, "
-            f"inversion {cfg.inversion.steps} steps")
+    small = (res.record or {}).get("small_model_default")
+    inv = (f"inversion {cfg.inversion.steps} steps" if not small else
+           f"inversion {cfg.inversion.steps} steps of the '{small['preset']}' preset (the default for small "
+           f"models: {small['visual_params'] / 1e6:.2f} M visual parameters <= {small['limit'] / 1e6:g} M)")
+    return (f"recipe: {named}{default} - trains {'+'.join(ft.train)}, captions {ft.caption}, loss {ft.loss}, {inv}")
 
 
 def _loss(v) -> str:

@@ -43,6 +43,8 @@ from typing import Callable
 
 import torch
 
+from medkt.models.verify import sha256_of
+
 BIOMEDCLIP_REPO = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 BIOMEDBERT_REPO = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
 CLINICALBERT_REPO = "emilyalsentzer/Bio_ClinicalBERT"
@@ -79,14 +81,6 @@ def _git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fake_commit(repo: str) -> str:
     """A fixed 40-hex "commit" per repo (surrogates are deterministic, so is their revision)."""
     return hashlib.sha1(f"medkt-surrogate:{repo}".encode()).hexdigest()
@@ -112,7 +106,7 @@ def hf_cache_put(cache: Path, repo: str, files: dict[str, bytes | Callable[[Path
         else:
             tmp = blobs / f".{name}.incomplete"
             content(tmp)
-            etag = _sha256_file(tmp)
+            etag = sha256_of(tmp, chunk=1 << 22)
             tmp.replace(blobs / etag)
         link = snap / name
         link.parent.mkdir(parents=True, exist_ok=True)

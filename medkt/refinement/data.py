@@ -37,6 +37,24 @@ class LabelFiles:
     saliency: Path | None = None
 
 
+def paired_cases(images, pseudo_masks, max_voxels: int | None = None) -> tuple[list, list[dict], list[str]]:
+    """``([(case, LabelFiles), ...], failures, orphans)``: the discovered image cases of ``images``
+    with their pseudo-labels under ``pseudo_masks``; a case without one is a failure row
+    (``case_id``, ``reason``), not an error; ``orphans``: ids of pseudo-labels without an image."""
+    from medkt import io as mio
+    cases = mio.discover_cases(images, max_voxels=max_voxels)
+    labels = find_labels(pseudo_masks)
+    pairs, failures = [], []
+    for case in cases:
+        lf = labels.get(case.case_id)
+        if lf is None:
+            failures.append({"case_id": case.case_id, "reason": "no pseudo-label for this case"})
+        else:
+            pairs.append((case, lf))
+    orphans = sorted(set(labels) - {c.case_id for c in cases})
+    return pairs, failures, orphans
+
+
 def find_labels(root: str | Path) -> dict[str, LabelFiles]:
     """``{case_id: LabelFiles}`` under ``root`` (see module docstring).
 

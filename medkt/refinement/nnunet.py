@@ -87,7 +87,7 @@ def export_nnunet(images, pseudo_masks, out_dir: str | Path, *, cfg=None, label_
         OutputError: the folder holds results (pass ``overwrite``) or lies inside an input.
     """
     from medkt import io as mio
-    from medkt.refinement.data import _read_array, find_labels
+    from medkt.refinement.data import _read_array, paired_cases
     from medkt.runs import RunRecord, atomic_write_json, prepare_output_dir, release_output_dir
     out = Path(out_dir).expanduser()
     if dataset_name:
@@ -96,17 +96,12 @@ def export_nnunet(images, pseudo_masks, out_dir: str | Path, *, cfg=None, label_
         raise ConfigError(f"nnU-Net dataset folders are named DatasetXXX_Name; got '{out.name}'.", path=out,
                           hint="e.g. --export-nnunet $nnUNet_raw/Dataset501_Nodule (XXX: three digits, "
                                "an id no other dataset of yours uses)")
-    cases = mio.discover_cases(images, max_voxels=max_voxels)
-    labels = find_labels(pseudo_masks)
+    pairs, failures, _orphans = paired_cases(images, pseudo_masks, max_voxels)
     out = prepare_output_dir(out, [images, pseudo_masks], overwrite=overwrite)
     try:
         record = RunRecord("refine --export-nnunet", config={"label_name": label_name})
-        done, failures, ending, channels = [], [], None, None
-        for case in cases:
-            lf = labels.get(case.case_id)
-            if lf is None:
-                failures.append({"case_id": case.case_id, "reason": "no pseudo-label for this case"})
-                continue
+        done, ending, channels = [], None, None
+        for case, lf in pairs:
             try:
                 vol = mio.read_case(case)
                 lab = np.asarray(_read_array(lf.mask))

@@ -57,15 +57,10 @@ def load_training_data(images, pseudo_masks, cfg: RefineConfig, *, max_voxels: i
     ``{case_id: (ImageVolume, label array)}``; ``failures``: ``[{"case_id", "reason"}]`` for cases
     without a pseudo-label or that cannot be read (the others go on)."""
     from medkt import io as mio
-    from medkt.refinement.data import _read_array, case_slices, find_labels
-    cases = mio.discover_cases(images, max_voxels=max_voxels)
-    labels = find_labels(pseudo_masks)
-    samples, volumes, failures = [], {}, []
-    for case in cases:
-        lf = labels.get(case.case_id)
-        if lf is None:
-            failures.append({"case_id": case.case_id, "reason": "no pseudo-label for this case"})
-            continue
+    from medkt.refinement.data import _read_array, case_slices, paired_cases
+    pairs, failures, orphans = paired_cases(images, pseudo_masks, max_voxels)
+    samples, volumes = [], {}
+    for case, lf in pairs:
         try:
             vol = mio.read_case(case)
             lab = _read_array(lf.mask)
@@ -75,7 +70,7 @@ def load_training_data(images, pseudo_masks, cfg: RefineConfig, *, max_voxels: i
         except MedktError as e:
             failures.append({"case_id": case.case_id, "reason": " ".join(e.format().split())})
             log.warning("case %s skipped: %s", case.case_id, e.message)
-    for cid in sorted(set(labels) - {c.case_id for c in cases}):
+    for cid in orphans:
         failures.append({"case_id": cid, "reason": "pseudo-label without an image"})
     if not samples:
         raise InputError("no training slices: no image could be paired with a pseudo-label.", path=str(images),

@@ -9,12 +9,12 @@ file per concept and lr, one per lr for a joint run, or the older single
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medkt.errors import ConfigError
+from medkt.models.verify import sha256_of
 
 
 @dataclass
@@ -45,14 +45,6 @@ class FinetunedWeights:
         return {"source": str(self.source), "path": str(self.path), "concept": self.concept,
                 "concepts": self.concepts, "lr": self.lr, "format": self.format, "sha256": self.sha256,
                 "base_model": self.base_model, "base_spec": self.base_spec, "base_sha256": self.base_sha256}
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _run_json(path: Path) -> dict:
@@ -115,7 +107,7 @@ def resolve_finetuned(source, concept: str | None = None, lr: float | None = Non
     spec = (rec.get("model") or {}).get("spec")
     return FinetunedWeights(source=source, path=file, concepts=concepts, concept=chosen,
                             lr=lrs[0] if len(lrs) == 1 and lrs[0] == lrs[0] else None,  # NaN: not recorded
-                            format=meta.get("format", "delta"), sha256=_file_sha256(file),
+                            format=meta.get("format", "delta"), sha256=sha256_of(file),
                             base_model=base, base_spec=spec, base_sha256=w.get("weights_sha256"))
 
 

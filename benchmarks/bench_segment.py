@@ -4,9 +4,9 @@ synthetic 512x512 CT volume, against a MedCLIP-SAMv2-style pipeline on the same 
 medkt arm: :func:`medkt.segment` on a NIfTI file written here (read → CT window → slices →
 batched M2IB with cached prefix and frozen weights → k-means coarse mask → box prompts → SAM
 encoder batched across slices, every prompt decoded from one embedding → masks written).
-Per-stage seconds per slice come from the Segmenter's timers (SAM split into encode / decode
-by timing its two methods); "io+rest" is the remainder of the wall time (read, intensity,
-slicing, reassembly, writing).
+Per-stage seconds per slice are the case row's own stage timings (read, prepare, M2IB,
+post-process, SAM encode, SAM decode, write: what ``run.json`` and ``cases.csv`` record);
+"rest" is the remainder of the wall time (slicing, reassembly, the air check, bookkeeping).
 
 Reference arm, written the way MedCLIP-SAMv2 runs: per slice, M2IB recomputes the whole
 vision tower on ``samples`` copies with the bottleneck hooked in, re-encodes the text every
@@ -114,22 +114,6 @@ def sync(device: str):
     import torch
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def instrument(seg, device: str) -> dict:
-    """Time SamSegmenter.embed / .decode (the Segmenter's own timers give saliency/postprocess/sam)."""
-    extra = {"sam_encode_s": 0.0, "sam_decode_s": 0.0}
-    for meth, key in (("embed", "sam_encode_s"), ("decode", "sam_decode_s")):
-        fn = getattr(seg.sam, meth)
-
-        def timed(*a, _fn=fn, _key=key, **k):
-            t = time.perf_counter()
-            out = _fn(*a, **k)
-            sync(device)
-            extra[_key] += time.perf_counter() - t
-            return out
-        setattr(seg.sam, meth, timed)
-    return extra
 
 
 def trimmed(tokenize):
@@ -300,7 +284,6 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     seg = Segmenter(cfg, device=args.device)  # loads both models by name, from the surrogate layouts
     load_s = time.perf_counter() - t0
-    extra = instrument(seg, args.device)
     print(f"models loaded in {load_s:.1f}s: {seg.model.weights} | {seg.sam.model.weights}")
 
     flops_info = None
@@ -322,7 +305,6 @@ def main(argv=None) -> int:
         sync(args.device)
         print(f"warm-up: {time.perf_counter() - t:.1f}s")
     seg.timings.clear()
-    extra.update(sam_encode_s=0.0, sam_decode_s=0.0)
 
     out = scratch / "out-medkt"
     with PeakRSS() as rss_m:
@@ -333,11 +315,12 @@ def main(argv=None) -> int:
         sync(args.device)
         wall_m, cpu_m = time.perf_counter() - w0, time.process_time() - c0
     n = args.slices
-    stages = {"saliency (M2IB)": seg.timings.get("saliency_s", 0.0),
-              "postprocess+prompts": seg.timings.get("postprocess_s", 0.0),
-              "SAM encode": extra["sam_encode_s"], "SAM decode": extra["sam_decode_s"]}
-    stages["io+rest (read, window, slice, write)"] = wall_m - sum(seg.timings.get(k, 0.0) for k in
-                                                                  ("saliency_s", "postprocess_s", "sam_s"))
+    row = res.table[0]  # the case row holds every stage's seconds (medkt/segmentation/cases.py STAGES)
+    names = {"read_s": "read", "prepare_s": "prepare (window)", "m2ib_s": "saliency (M2IB)",
+             "postprocess_s": "postprocess+prompts", "sam_encode_s": "SAM encode", "sam_decode_s": "SAM decode",
+             "write_s": "write"}
+    stages = {label: float(row.get(key) or 0.0) for key, label in names.items()}
+    stages["rest (slicing, reassembly, air check, bookkeeping)"] = wall_m - sum(stages.values())
     vol_bytes = vol_arr.nbytes
     print(f"medkt: {wall_m:.1f}s for {n} slices = {wall_m / n:.2f} s/slice = {n / wall_m:.3f} slices/s; "
           f"cpu {cpu_m:.1f}s, cpu/wall/threads {cpu_m / wall_m / max(args.threads, 1):.2f}; "

@@ -43,7 +43,7 @@ def test_cached_equals_recompute(clip, pixels):
     text = clip.encode_texts(["a lung nodule"])
     cached = m2ib_visual(clip, pixels, text, M2IBConfig(**CFG, cache_prefix=True), [1, 2, 3])
     hooked = m2ib_visual(clip, pixels, text, M2IBConfig(**CFG, cache_prefix=False), [1, 2, 3])
-    assert torch.allclose(cached, hooked, atol=1e-5, rtol=0)
+    assert torch.allclose(cached, hooked, atol=1e-5, rtol=1e-6)  # float rounding: the cached path runs the last block for the class token only
 
 
 def test_map_changes_with_prompt_and_weights_stay_frozen(clip, pixels):

@@ -64,6 +64,14 @@ def add_common(p, *, finetune: bool) -> None:
         p.add_argument("--noise-control", action="store_true",
                        help="fine-tune on pure-noise images instead of inversions (control experiment)")
         p.add_argument("--weights-format", default=None, help="auto, delta, full or lora")
+        g = p.add_argument_group("many concepts over several machines")
+        g.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="local (default) or ray: Ray actors (one per worker, model loaded once) each run whole "
+                            "concepts (inversion + fine-tunes); per-concept protocol only")
+        g.add_argument("--ray-address", help="Ray: cluster address ('auto' joins a running cluster; default: start a "
+                                             "local instance); --out must be on a file system every node sees")
+        g.add_argument("--workers", type=int, default=2, help="Ray: number of actors (default 2)")
+        g.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -82,5 +90,6 @@ def transfer_kwargs(args) -> dict:
     """The keywords of :func:`medkt.transfer.run` for parsed ``medkt transfer`` arguments."""
     return {**common_kwargs(args), "out": args.out, "lr": args.lr, "joint": args.joint, "epochs": args.epochs,
             "batch_size": args.batch_size, "loss": args.loss, "sampling": args.sampling, "caption": args.caption,
-            "lora": args.lora,
-            "noise_control": args.noise_control, "weights_format": args.weights_format}
+            "lora": args.lora, "noise_control": args.noise_control, "weights_format": args.weights_format,
+            "executor": args.executor, "ray_address": args.ray_address, "workers": args.workers,
+            "gpus_per_worker": args.gpus_per_worker}

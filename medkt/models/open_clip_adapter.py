@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medkt.models.cls_block import class_token_block
 from medkt.models.base import CONTRASTIVE, TEXT_TOKENS, VISUAL_TOKENS, VisionLanguageModel, VisualLayout
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -121,7 +122,11 @@ class OpenClipModel(VisionLanguageModel):
 
     def encode_image_from(self, tokens: torch.Tensor, layer: int, normalize: bool = False) -> torch.Tensor:
         v = self.model.visual
-        x = self._run_blocks(tokens, layer, self.num_visual_layers)
+        x = self._run_blocks(tokens, layer, self.num_visual_layers - 1)
+        if layer < self.num_visual_layers:
+            last = self.visual_blocks()[-1]
+            row = class_token_block(last, x) if self._pools_class_token() else None
+            x = last(x) if row is None else row
         if self._timm:
             x = v.trunk.norm(x)
             z = v.head(v.trunk.forward_head(x))
@@ -129,6 +134,15 @@ class OpenClipModel(VisionLanguageModel):
             pooled, _ = v._pool(x)
             z = pooled @ v.proj if v.proj is not None else pooled
         return F.normalize(z, dim=-1) if normalize else z
+
+    def _pools_class_token(self) -> bool:
+        """True when the image embedding reads only token 0 of the last block's output."""
+        v = self.model.visual
+        if self._timm:
+            t = v.trunk
+            return (getattr(t, "global_pool", None) == "token" and getattr(t, "attn_pool", None) is None
+                    and getattr(t, "num_prefix_tokens", 1) >= 1)
+        return getattr(v, "attn_pool", None) is None and getattr(v, "pool_type", None) == "tok"
 
     # ------------------------------------------------------------------ text tokens
     @property

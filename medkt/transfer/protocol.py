@@ -327,6 +327,61 @@ def finetune_job(target, inv: InversionResult, cfg: TransferConfig, *, lr: float
     return Finetune(names, lr, path, delta, summary, False, fmt), res
 
 
+def concept_job(base, cset: ConceptSet, *, cfg: TransferConfig, lrs: Sequence[float], protocol: str,
+                images: InversionResult | None, digest: str, out: Path | None, resume: bool, overwrite: bool,
+                progress: bool) -> tuple[InversionResult, str, list[Finetune], dict]:
+    """One inversion of ``cset`` (or its share of ``images``, or the noise control), then its
+    fine-tunes: per concept and lr from the original weights, or (``protocol="joint"``) one per lr.
+
+    ``base`` is trained in place and restored after every fine-tune.  Returns the inversion,
+    its kind (``"inversion"``, ``"given"`` or ``"noise_control"``), the fine-tunes and the
+    stage seconds (``inversion_s``, ``finetune_s``).  :func:`run` calls it once for the whole
+    set; ``--executor ray`` calls it once per concept on the workers.
+    """
+    from medkt.transfer.api import noise_result, subset_inversion
+    from medkt.transfer.inversion import invert as _invert
+    inv_dir = O.inversion_dir(out) if out is not None else None
+    t0 = time.perf_counter()
+    if images is not None:
+        inv, kind = subset_inversion(images, cset.names), "given"
+    elif cfg.noise_control:
+        inv, kind = noise_result(base, cset, cfg), "noise_control"
+        if inv_dir is not None and cfg.save_images:
+            for c in cset:
+                O.save_concept(inv_dir, c.slug, inv.for_concept(c.name), captions=[], layer=None,
+                               info={"noise_control": True}, fingerprint="noise")
+    else:
+        inv, kind = _invert(base, cset, cfg.inversion, seed=cfg.seed, out_dir=inv_dir, resume=resume,
+                            progress=progress), "inversion"
+    t1 = time.perf_counter()
+    groups = [[c] for c in cset] if protocol == "per-concept" else [list(cset)]
+    fts = []
+    # every fine-tune starts from the original weights: train the base model in place and put the
+    # trained groups back afterwards (exact, and no deep copy of a large model per fine-tune);
+    # LoRA adds modules, so it trains a copy instead
+    lora = cfg.finetune.lora.enabled
+    snap = None if lora else state_of(base, cfg.finetune.train)
+    try:
+        for group in groups:
+            sub = subset_inversion(inv, [c.name for c in group])
+            for value in lrs:
+                cfg_lr = copy.deepcopy(cfg)
+                cfg_lr.finetune.lr = float(value)
+                fp = finetune_fingerprint(base, cfg_lr, [c.name for c in group], kind, digest)
+                target = copy.deepcopy(base) if lora else base
+                ft, _res = finetune_job(target, sub, cfg, lr=value, protocol=protocol, kind=kind,
+                                        fingerprint=fp, out=out, resume=resume, overwrite=overwrite,
+                                        progress=progress, keep_delta=out is None, load_resumed=False)
+                del target, _res
+                if snap is not None:
+                    restore(base, snap)
+                fts.append(ft)
+    finally:
+        if snap is not None:
+            restore(base, snap)
+    return inv, kind, fts, {"inversion_s": t1 - t0, "finetune_s": time.perf_counter() - t1}
+
+
 def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str | None = None, config=None,
         overrides: Sequence[str] = (), only: Sequence[str] | None = None, seed: int | None = None,
         steps: int | None = None, images_per_concept: int | None = None, batch_images: int | None = None,
@@ -334,7 +389,8 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
         caption: str | None = None, sampling: str | None = None, lora: bool = False,
         noise_control: bool = False, weights_format: str | None = None, weights=None, device=None,
         images: InversionResult | None = None, resume: bool = False, overwrite: bool = False,
-        progress: bool = True) -> TransferRun:
+        progress: bool = True, executor: str = "local", ray_address: str | None = None, workers: int = 2,
+        gpus_per_worker: float = 0.0) -> TransferRun:
     """Knowledge Transfer of a concept set, as ``medkt transfer`` runs it → :class:`TransferRun`.
 
     One inversion of the whole set (or ``images``, or the noise control), then per lr in
@@ -349,10 +405,10 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
     :mod:`medkt.transfer.outputs` and ``run.json`` (``"protocol"``, ``"lrs"``, one row per
     fine-tune); ``resume`` reuses finished inversions and fine-tunes, ``overwrite`` redoes
     them.  Without ``out`` the weight deltas stay in memory (one per fine-tune).
+    ``executor="ray"`` runs each concept (its inversion and fine-tunes) on Ray actors
+    (:mod:`medkt.transfer.distributed`; ``ray_address``, ``workers``, ``gpus_per_worker``).
     """
-    from medkt.transfer.api import noise_result, subset_inversion
     from medkt.transfer.budget import applies, small_model_config, small_model_default
-    from medkt.transfer.inversion import invert as _invert
     base = resolve_model(model, weights=weights, device=device)
     small = None
     if not joint and not noise_control and images is None and applies(preset, config, steps, overrides):
@@ -380,51 +436,25 @@ def run(concepts, model, *, out=None, lr=None, joint: bool = False, preset: str 
                          "preset": preset, "joint_defaults": joint_changes, "small_model_default": small,
                          "model": base.describe()})
     seed_everything(cfg.seed)
-    inv_dir = O.inversion_dir(out) if out is not None else None
-    with record.timer("inversion_s"):
-        if images is not None:
-            inv, kind = subset_inversion(images, cset.names), "given"
-        elif cfg.noise_control:
-            inv, kind = noise_result(base, cset, cfg), "noise_control"
-            if inv_dir is not None and cfg.save_images:
-                for c in cset:
-                    O.save_concept(inv_dir, c.slug, inv.for_concept(c.name), captions=[], layer=None,
-                                   info={"noise_control": True}, fingerprint="noise")
-        else:
-            inv, kind = _invert(base, cset, cfg.inversion, seed=cfg.seed, out_dir=inv_dir, resume=resume,
-                                progress=progress), "inversion"
-    record.extra["inversion"] = _inversion_summary(inv, kind, inv_dir)
-    if inv_dir is not None:
+    job = dict(cfg=cfg, lrs=lrs, protocol=protocol, images=images, digest=digest, out=out, resume=resume,
+               overwrite=overwrite, progress=progress)
+    if executor == "ray":
+        from medkt.transfer.distributed import run_on_ray
+        inv, kind, fts, timings = run_on_ray(model if isinstance(model, (str, Path)) else base, cset, job,
+                                             weights=weights, device=device, address=ray_address, workers=workers,
+                                             gpus_per_worker=gpus_per_worker)
+        record.extra["executor"] = {"executor": "ray", "workers": workers, "address": ray_address}
+    elif executor == "local":
+        inv, kind, fts, timings = concept_job(base, cset, **job)
+    else:
+        raise ConfigError(f"unknown executor '{executor}'; use local or ray.")
+    record.timings.update(timings)
+    record.extra["inversion"] = _inversion_summary(inv, kind, O.inversion_dir(out) if out is not None else None)
+    if out is not None:
         inv_rec = RunRecord("invert", config=to_dict(cfg), seed=cfg.seed, weights=record.weights)
         inv_rec.extra.update({"concept_set": cset.name, "concepts": cset.names, "model": base.describe(),
                               "inversion": record.extra["inversion"]})
-        inv_rec.write(inv_dir)
-    groups = [[c] for c in cset] if protocol == "per-concept" else [list(cset)]
-    fts = []
-    # every fine-tune starts from the original weights: train the base model in place and put the
-    # trained groups back afterwards (exact, and no deep copy of a large model per fine-tune);
-    # LoRA adds modules, so it trains a copy instead
-    lora = cfg.finetune.lora.enabled
-    snap = None if lora else state_of(base, cfg.finetune.train)
-    try:
-        with record.timer("finetune_s"):
-            for group in groups:
-                sub = subset_inversion(inv, [c.name for c in group])
-                for value in lrs:
-                    cfg_lr = copy.deepcopy(cfg)
-                    cfg_lr.finetune.lr = float(value)
-                    fp = finetune_fingerprint(base, cfg_lr, [c.name for c in group], kind, digest)
-                    target = copy.deepcopy(base) if lora else base
-                    ft, _res = finetune_job(target, sub, cfg, lr=value, protocol=protocol, kind=kind,
-                                            fingerprint=fp, out=out, resume=resume, overwrite=overwrite,
-                                            progress=progress, keep_delta=out is None, load_resumed=False)
-                    del target, _res
-                    if snap is not None:
-                        restore(base, snap)
-                    fts.append(ft)
-    finally:
-        if snap is not None:
-            restore(base, snap)
+        inv_rec.write(O.inversion_dir(out))
     record.extra["finetunes"] = [f.row(out) for f in fts]
     if out is not None:
         record.write(out)

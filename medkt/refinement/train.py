@@ -96,56 +96,84 @@ def make_loss():
 
 
 # ----------------------------------------------------------------------------- validation
-def _val_index(val_gt, volumes: dict) -> dict:
+def _val_index(val_gt, volumes: dict, val_images=None, max_voxels: int | None = None) -> dict:
+    """``{case_id: (ImageVolume, pseudo-label or None, ground truth bool array)}`` for validation.
+
+    Without ``val_images`` the ground truth of ``val_gt`` is matched to the training cases
+    (``volumes``); with it, to the cases of ``val_images`` (a held-out split: the network never
+    trains on them; no pseudo-label, so only the refined DSC is reported)."""
     from medkt import io as mio
     from medkt.refinement.data import _read_array
-    cases = mio.discover_cases(val_gt)
+    if val_images is not None:
+        pool = {}
+        for c in mio.discover_cases(val_images, max_voxels=max_voxels):
+            if c.ok:
+                pool[c.case_id] = c
     out = {}
-    for c in cases:
-        if c.case_id in volumes and c.ok:
-            out[c.case_id] = np.asarray(_read_array(Path(c.paths[0]))) > 0
+    for c in mio.discover_cases(val_gt):
+        if not c.ok:
+            continue
+        if val_images is None and c.case_id in volumes:
+            vol, lab = volumes[c.case_id]
+        elif val_images is not None and c.case_id in pool:
+            try:
+                vol, lab = mio.read_case(pool[c.case_id]), None
+            except MedktError as e:
+                log.warning("validation case %s skipped: %s", c.case_id, e.message)
+                continue
+        else:
+            continue
+        out[c.case_id] = (vol, lab, np.asarray(_read_array(Path(c.paths[0]))) > 0)
     if not out:
-        log.warning("--val-gt %s: no ground truth matches a training case id", val_gt)
+        log.warning("--val-gt %s: no ground truth matches a %s case id", val_gt,
+                    "--val-images" if val_images is not None else "training")
     return out
 
 
 def _case_prediction(net, vol, cfg: RefineConfig) -> np.ndarray:
-    """Refined mask of one whole case on its grid (what ``medkt segment --refiner`` writes)."""
+    """Refined mask of one whole case on its grid (what ``medkt segment --refiner`` writes);
+    ``net``: one network or a checkpoint ensemble (list)."""
     from medkt import io as mio
     from medkt.refinement.model import predict_probabilities
     img01, _ = mio.prepare_intensity(vol, modality=cfg.modality, window=cfg.window)
     if vol.is_2d:
-        p = predict_probabilities(net, [img01], cfg.network.image_size)[0]
+        p = predict_probabilities(net, [img01], cfg.network.image_size, tta=cfg.predict.tta)[0]
         return p > cfg.labels.threshold
     pairs, smap = mio.iter_slices(vol, cfg.plane, array=img01)
-    probs = predict_probabilities(net, [s for _, s in pairs], cfg.network.image_size, cfg.train.batch_size)
+    probs = predict_probabilities(net, [s for _, s in pairs], cfg.network.image_size, cfg.train.batch_size,
+                                  cfg.predict.tta)
     return mio.reassemble({k: (p > cfg.labels.threshold).astype(np.uint8) for (k, _), p in zip(pairs, probs)},
                           smap) > 0
 
 
-def validate(net, volumes: dict, gt: dict, cfg: RefineConfig) -> dict:
-    """Per case: DSC of the pseudo-label and of the refined mask against ground truth (percent)."""
+def validate(net, cases: dict, cfg: RefineConfig) -> dict:
+    """Per case (``cases`` from :func:`_val_index`): DSC (percent) of the pseudo-label (``nan``
+    for held-out cases, which have none) and of the refined mask against ground truth, and their
+    ``mean`` (over the cases that have each)."""
     from medkt.metrics.segmentation import compute_dice
     rows = {}
-    for cid, g in gt.items():
-        vol, lab = volumes[cid]
-        lab = np.asarray(lab)
-        if lab.ndim == 3 and vol.is_2d:
-            lab = lab[..., 0]
+    for cid, (vol, lab, g) in cases.items():
         g2 = g[..., 0] if g.ndim == 3 and vol.is_2d else g
         if g2.shape != tuple(vol.spatial_shape):
             continue
-        rows[cid] = {"pseudo_dsc": 100 * compute_dice(lab > 0, g2), "refined_dsc":
-                     100 * compute_dice(_case_prediction(net, vol, cfg), g2)}
+        pseudo = float("nan")
+        if lab is not None:
+            lab = np.asarray(lab)
+            lab = lab[..., 0] if lab.ndim == 3 and vol.is_2d else lab
+            pseudo = 100 * compute_dice(lab > 0, g2)
+        rows[cid] = {"pseudo_dsc": pseudo, "refined_dsc": 100 * compute_dice(_case_prediction(net, vol, cfg), g2)}
     if rows:
-        rows["mean"] = {k: float(np.nanmean([r[k] for r in rows.values()])) for k in ("pseudo_dsc", "refined_dsc")}
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan pseudo column of a held-out split
+            rows["mean"] = {k: float(np.nanmean([r[k] for r in rows.values()])) for k in ("pseudo_dsc", "refined_dsc")}
     return rows
 
 
 # ----------------------------------------------------------------------------- training
-def _checkpoint_state(net, opt, sched, epoch: int, history: list, cfg_dict: dict) -> dict:
+def _checkpoint_state(net, opt, sched, epoch: int, history: list, cfg_dict: dict, keeper: "_Keeper") -> dict:
     return {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch, "history": history, "config": cfg_dict}
+            "epoch": epoch, "history": history, "config": cfg_dict, **keeper.state_dict()}
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -157,20 +185,90 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _same_setup(a: dict, b: dict) -> bool:
-    """Configs equal apart from ``train.epochs`` (a resumed run may train longer) and ``train.threads``."""
+    """Configs equal apart from ``train.epochs`` (a resumed run may train longer), ``train.threads``
+    and ``predict`` (inference only)."""
     import copy
     a, b = copy.deepcopy(a), copy.deepcopy(b)
     for c in (a, b):
         c["train"].pop("epochs", None)
         c["train"].pop("threads", None)
+        c.pop("predict", None)
     return a == b
+
+
+def _clone(state: dict) -> dict:
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+class _Keeper:
+    """Which weights the run keeps (``train.ema``, ``train.ensemble``, ``train.select``; see
+    :class:`~medkt.refinement.config.TrainConfig`): the EMA of the weights (when on), the
+    snapshots of the last ``ensemble`` epochs and the best validated epoch."""
+
+    def __init__(self, net, cfg: RefineConfig):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        self.cfg = cfg.train
+        self.ema = (AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema), use_buffers=True)
+                    if self.cfg.ema > 0 else None)
+        self.net = net
+        self.snapshots: dict[int, dict] = {}
+        self.best: dict | None = None  # {"epoch", "val_dsc", "model"}
+
+    @property
+    def model(self):
+        """The weights that are validated and kept: the EMA's when on, else the network's."""
+        return self.ema.module if self.ema is not None else self.net
+
+    def step(self) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+
+    def end_epoch(self, epoch: int, row: dict) -> None:
+        if epoch > self.cfg.epochs - self.cfg.ensemble:
+            self.snapshots[epoch] = _clone(self.model.state_dict())
+        if self.cfg.select == "val" and "val_dsc" in row and np.isfinite(row["val_dsc"]) and (
+                self.best is None or row["val_dsc"] > self.best["val_dsc"]):
+            self.best = {"epoch": epoch, "val_dsc": float(row["val_dsc"]), "model": _clone(self.model.state_dict())}
+
+    def state_dict(self) -> dict:
+        return {"ema": self.ema.state_dict() if self.ema is not None else None,
+                "snapshots": self.snapshots, "best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.snapshots = dict(state.get("snapshots") or {})
+        self.best = state.get("best")
+
+    def kept(self) -> tuple[list, dict]:
+        """``(networks, info)``: the kept weights, last epoch first (several for an ensemble), and
+        ``{"kept_epochs": [...], "selected_by": "last" | "val"}``."""
+        import copy
+        if self.cfg.select == "val" and self.best is not None:
+            m = copy.deepcopy(self.model)
+            m.load_state_dict(self.best["model"])
+            return [m.eval()], {"kept_epochs": [self.best["epoch"]], "selected_by": "val",
+                                "selected_val_dsc": self.best["val_dsc"]}
+        if self.cfg.select == "val":
+            log.warning("train.select=val without validation DSC (no --val-gt case matched): keeping the last epoch")
+        epochs = sorted((e for e in self.snapshots if e > self.cfg.epochs - self.cfg.ensemble), reverse=True)
+        nets = []
+        for e in epochs:
+            m = copy.deepcopy(self.model)
+            m.load_state_dict(self.snapshots[e])
+            nets.append(m.eval())
+        return nets, {"kept_epochs": epochs, "selected_by": "last"}
 
 
 def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resume: bool = False,
           progress: bool = True, on_epoch=None):
-    """Train the network on ``samples``; returns ``(net, history)`` (see module docstring).
+    """Train the network on ``samples``; returns ``(nets, history, info)`` (see module docstring):
+    ``nets`` the kept weights, the last kept epoch first (one network, or ``train.ensemble`` of
+    them), ``info`` which epochs they are (:meth:`_Keeper.kept`).
 
-    ``on_epoch(epoch, net, history)`` is called after each epoch (validation, run.json)."""
+    ``on_epoch(epoch, net, history)`` is called after each epoch with the weights that are kept
+    (the EMA's when ``train.ema`` is on) for validation and run.json; with ``train.select=val``
+    it must put ``val_dsc`` in ``history[-1]`` on the epochs it validates."""
     import torch
     from monai.data import CacheDataset, DataLoader
 
@@ -182,6 +280,7 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
     net = build_network(cfg.network).to(cfg.train.device)
+    keeper = _Keeper(net, cfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     steps_per_epoch = math.ceil(len(samples) / cfg.train.batch_size)
     total = steps_per_epoch * cfg.train.epochs
@@ -197,6 +296,7 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         sched.T_max = total  # more epochs: the cosine stretches over the new total
+        keeper.load_state_dict(state)
         start, history = int(state["epoch"]), list(state["history"])
         log.info("resuming from epoch %d (%s)", start, ckpt)
     loss_fn = make_loss()
@@ -217,32 +317,53 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
             loss.backward()
             opt.step()
             sched.step()
+            keeper.step()
             losses.append(float(loss.detach()))
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": float(sched.get_last_lr()[0]),
                "seconds": round(time.perf_counter() - t0, 3)}
         history.append(row)
         if on_epoch is not None:
-            on_epoch(epoch + 1, net, history)
+            on_epoch(epoch + 1, keeper.model, history)
+            net.train()
+        keeper.end_epoch(epoch + 1, row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", **({"val_dsc": f"{row['val_dsc']:.1f}"} if "val_dsc" in row else {}))
         bar.update(1)
         last = epoch + 1 == cfg.train.epochs
         if ckpt is not None and ((epoch + 1) % cfg.train.checkpoint_every == 0 or last):
-            _save_checkpoint(ckpt, _checkpoint_state(net, opt, sched, epoch + 1, history, cfg_dict))
+            _save_checkpoint(ckpt, _checkpoint_state(net, opt, sched, epoch + 1, history, cfg_dict, keeper))
     bar.close()
     net.eval()
-    return net, history
+    nets, info = keeper.kept()
+    return nets, history, info
 
 
-def save_refiner(net, cfg: RefineConfig, out_dir: Path, extra: dict | None = None) -> None:
-    """Write ``model.safetensors`` and ``refiner.json`` atomically (see :mod:`medkt.refinement.model`)."""
+def _member_name(epoch: int) -> str:
+    return f"model-epoch{epoch:03d}.safetensors"
+
+
+def save_refiner(net, cfg: RefineConfig, out_dir: Path, extra: dict | None = None,
+                 epochs: Sequence[int] | None = None) -> None:
+    """Write ``model.safetensors`` and ``refiner.json`` atomically (see :mod:`medkt.refinement.model`).
+
+    ``net``: one network or an ensemble (list, last epoch first; ``epochs`` their epoch numbers):
+    the first is ``model.safetensors``, the others ``model-epochNNN.safetensors``, all listed in
+    ``refiner.json`` ``members``."""
     from safetensors.torch import save_model
 
     from medkt.config import to_dict
     from medkt.refinement.model import FORMAT, META, WEIGHTS
     from medkt.runs import atomic_path, atomic_write_json
-    with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_model(net, str(tmp))  # handles tensors shared between modules (DynUNet)
-    atomic_write_json(out_dir / META, {"format": FORMAT, "version": 1, "config": to_dict(cfg), **(extra or {})})
+    nets = list(net) if isinstance(net, (list, tuple)) else [net]
+    epochs = list(epochs) if epochs is not None else list(range(len(nets)))
+    members = [WEIGHTS] + [_member_name(e) for e in epochs[1:len(nets)]]
+    for stale in out_dir.glob("model-epoch*.safetensors"):
+        if stale.name not in members:
+            stale.unlink()
+    for n, name in zip(nets, members):
+        with atomic_path(out_dir / name) as tmp:
+            save_model(n, str(tmp))  # handles tensors shared between modules (DynUNet)
+    atomic_write_json(out_dir / META, {"format": FORMAT, "version": 1, "config": to_dict(cfg),
+                                       "members": members, **(extra or {})})
 
 
 # ----------------------------------------------------------------------------- public API
@@ -251,7 +372,7 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
            seed: int | None = None, modality: str | None = None, window: str | None = None,
            export_nnunet: str | Path | None = None, dataset_name: str | None = None,
            resume: bool = False, overwrite: bool = False, progress: bool = True,
-           max_voxels: int | None = None) -> RefineResult:
+           max_voxels: int | None = None, val_images=None) -> RefineResult:
     """Train a refiner on pseudo-labels (``medkt refine IMAGES PSEUDO_MASKS -o MODEL_DIR``).
 
     Args:
@@ -261,7 +382,10 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
         config: YAML path, preset name (``configs/refine/NAME.yaml``), dict or
             :class:`~medkt.refinement.config.RefineConfig`; ``overrides``: ``["train.epochs=20", ...]``.
         val_gt: ground-truth masks (matched by case id): DSC of pseudo-labels and of the refined
-            masks on those cases after each checkpoint, in ``run.json`` and the result.
+            masks on those cases after each checkpoint, in ``run.json`` and the result;
+            ``train.select=val`` keeps the epoch where the refined DSC is best.
+        val_images: images of a held-out validation split (never trained on) that ``val_gt``
+            labels; without it ``val_gt`` is matched to the training cases.
         epochs, seed, modality, window: shortcuts for the config fields.
         export_nnunet: also write the images and pseudo-labels as an nnU-Net v2 raw dataset
             there (:func:`medkt.refinement.nnunet.export_nnunet`); ``dataset_name`` e.g. ``Dataset501_Nodule``.
@@ -277,6 +401,13 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
     if epochs is not None:
         cfg.train.epochs = int(epochs)
         cfg.validate()
+    if cfg.train.select == "val" and val_gt is None:
+        from medkt.errors import ConfigError
+        raise ConfigError("train.select=val picks the epoch by validation DSC and needs ground truth.",
+                          hint="pass --val-gt GT (and --val-images IMAGES for a held-out split), "
+                               "or --set train.select=last")
+    if val_images is not None and val_gt is None:
+        raise InputError("--val-images needs --val-gt (the ground truth of those images).", path=str(val_images))
     if output is None and export_nnunet is None:
         raise InputError("nothing to do: pass an output folder (-o MODEL_DIR), --export-nnunet DIR, or both.")
     nn_info = None
@@ -294,15 +425,16 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
         record.failures = failures
         for f in failures:
             record.warn(f"case {f['case_id']} not used: {f['reason']}")
-        gt = _val_index(val_gt, volumes) if val_gt is not None else {}
+        gt = _val_index(val_gt, volumes, val_images, max_voxels) if val_gt is not None else {}
         validation: dict = {}
         record.extra.update({"images": str(images), "pseudo_masks": str(pseudo_masks),
-                             "cases": sorted(volumes), "n_slices": len(samples), "nnunet_export": nn_info})
+                             "val_images": str(val_images) if val_images is not None else None,
+                             "val_cases": sorted(gt), "cases": sorted(volumes), "n_slices": len(samples), "nnunet_export": nn_info})
 
         def on_epoch(epoch, net, history):
             if gt and (epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs):
                 validation.clear()
-                validation.update(validate(net, volumes, gt, cfg))
+                validation.update(validate(net, gt, cfg))
                 history[-1]["val_dsc"] = validation["mean"]["refined_dsc"]
                 history[-1]["val_pseudo_dsc"] = validation["mean"]["pseudo_dsc"]
             if epoch % cfg.train.checkpoint_every == 0:
@@ -310,10 +442,13 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
                 record.write(out, final=False)
 
         with record.timer("train_s"):
-            net, history = train(samples, cfg, out, resume=resume, progress=progress, on_epoch=on_epoch)
-        save_refiner(net, cfg, out, {"cases": sorted(volumes), "n_slices": len(samples),
-                                     "epochs_trained": len(history)})
-        record.extra.update({"history": history, "validation": validation})
+            nets, history, kept = train(samples, cfg, out, resume=resume, progress=progress, on_epoch=on_epoch)
+        if gt and (len(nets) > 1 or kept["kept_epochs"] != [len(history)]):
+            validation.clear()  # the kept model is not the last epoch's single network
+            validation.update(validate(nets, gt, cfg))
+        save_refiner(nets, cfg, out, {"cases": sorted(volumes), "n_slices": len(samples),
+                                      "epochs_trained": len(history), **kept}, epochs=kept["kept_epochs"])
+        record.extra.update({"history": history, "validation": validation, **kept})
         record.write(out)
         return RefineResult(out, history, validation, sorted(volumes), failures, len(samples), record.as_dict(),
                             nn_info)

@@ -95,83 +95,8 @@ def make_loss():
     return loss
 
 
-# ----------------------------------------------------------------------------- validation
-def _val_index(val_gt, volumes: dict, val_images=None, max_voxels: int | None = None) -> dict:
-    """``{case_id: (ImageVolume, pseudo-label or None, ground truth bool array)}`` for validation.
-
-    Without ``val_images`` the ground truth of ``val_gt`` is matched to the training cases
-    (``volumes``); with it, to the cases of ``val_images`` (a held-out split: the network never
-    trains on them; no pseudo-label, so only the refined DSC is reported)."""
-    from medkt import io as mio
-    from medkt.refinement.data import _read_array
-    if val_images is not None:
-        pool = {}
-        for c in mio.discover_cases(val_images, max_voxels=max_voxels):
-            if c.ok:
-                pool[c.case_id] = c
-    out = {}
-    for c in mio.discover_cases(val_gt):
-        if not c.ok:
-            continue
-        if val_images is None and c.case_id in volumes:
-            vol, lab = volumes[c.case_id]
-        elif val_images is not None and c.case_id in pool:
-            try:
-                vol, lab = mio.read_case(pool[c.case_id]), None
-            except MedktError as e:
-                log.warning("validation case %s skipped: %s", c.case_id, e.message)
-                continue
-        else:
-            continue
-        out[c.case_id] = (vol, lab, np.asarray(_read_array(Path(c.paths[0]))) > 0)
-    if not out:
-        log.warning("--val-gt %s: no ground truth matches a %s case id", val_gt,
-                    "--val-images" if val_images is not None else "training")
-    return out
-
-
-def _case_prediction(net, vol, cfg: RefineConfig) -> np.ndarray:
-    """Refined mask of one whole case on its grid (what ``medkt segment --refiner`` writes);
-    ``net``: one network or a checkpoint ensemble (list)."""
-    from medkt import io as mio
-    from medkt.refinement.model import predict_probabilities
-    img01, _ = mio.prepare_intensity(vol, modality=cfg.modality, window=cfg.window)
-    if vol.is_2d:
-        p = predict_probabilities(net, [img01], cfg.network.image_size, tta=cfg.predict.tta)[0]
-        return p > cfg.labels.threshold
-    pairs, smap = mio.iter_slices(vol, cfg.plane, array=img01)
-    probs = predict_probabilities(net, [s for _, s in pairs], cfg.network.image_size, cfg.train.batch_size,
-                                  cfg.predict.tta)
-    return mio.reassemble({k: (p > cfg.labels.threshold).astype(np.uint8) for (k, _), p in zip(pairs, probs)},
-                          smap) > 0
-
-
-def validate(net, cases: dict, cfg: RefineConfig) -> dict:
-    """Per case (``cases`` from :func:`_val_index`): DSC (percent) of the pseudo-label (``nan``
-    for held-out cases, which have none) and of the refined mask against ground truth, and their
-    ``mean`` (over the cases that have each)."""
-    from medkt.metrics.segmentation import compute_dice
-    rows = {}
-    for cid, (vol, lab, g) in cases.items():
-        g2 = g[..., 0] if g.ndim == 3 and vol.is_2d else g
-        if g2.shape != tuple(vol.spatial_shape):
-            continue
-        pseudo = float("nan")
-        if lab is not None:
-            lab = np.asarray(lab)
-            lab = lab[..., 0] if lab.ndim == 3 and vol.is_2d else lab
-            pseudo = 100 * compute_dice(lab > 0, g2)
-        rows[cid] = {"pseudo_dsc": pseudo, "refined_dsc": 100 * compute_dice(_case_prediction(net, vol, cfg), g2)}
-    if rows:
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan pseudo column of a held-out split
-            rows["mean"] = {k: float(np.nanmean([r[k] for r in rows.values()])) for k in ("pseudo_dsc", "refined_dsc")}
-    return rows
-
-
 # ----------------------------------------------------------------------------- training
-def _checkpoint_state(net, opt, sched, epoch: int, history: list, cfg_dict: dict, keeper: "_Keeper") -> dict:
+def _checkpoint_state(net, opt, sched, epoch: int, history: list, cfg_dict: dict, keeper) -> dict:
     return {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
             "epoch": epoch, "history": history, "config": cfg_dict, **keeper.state_dict()}
 
@@ -196,75 +121,11 @@ def _same_setup(a: dict, b: dict) -> bool:
     return a == b
 
 
-def _clone(state: dict) -> dict:
-    return {k: v.detach().clone() for k, v in state.items()}
-
-
-class _Keeper:
-    """Which weights the run keeps (``train.ema``, ``train.ensemble``, ``train.select``; see
-    :class:`~medkt.refinement.config.TrainConfig`): the EMA of the weights (when on), the
-    snapshots of the last ``ensemble`` epochs and the best validated epoch."""
-
-    def __init__(self, net, cfg: RefineConfig):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-        self.cfg = cfg.train
-        self.ema = (AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema), use_buffers=True)
-                    if self.cfg.ema > 0 else None)
-        self.net = net
-        self.snapshots: dict[int, dict] = {}
-        self.best: dict | None = None  # {"epoch", "val_dsc", "model"}
-
-    @property
-    def model(self):
-        """The weights that are validated and kept: the EMA's when on, else the network's."""
-        return self.ema.module if self.ema is not None else self.net
-
-    def step(self) -> None:
-        if self.ema is not None:
-            self.ema.update_parameters(self.net)
-
-    def end_epoch(self, epoch: int, row: dict) -> None:
-        if epoch > self.cfg.epochs - self.cfg.ensemble:
-            self.snapshots[epoch] = _clone(self.model.state_dict())
-        if self.cfg.select == "val" and "val_dsc" in row and np.isfinite(row["val_dsc"]) and (
-                self.best is None or row["val_dsc"] > self.best["val_dsc"]):
-            self.best = {"epoch": epoch, "val_dsc": float(row["val_dsc"]), "model": _clone(self.model.state_dict())}
-
-    def state_dict(self) -> dict:
-        return {"ema": self.ema.state_dict() if self.ema is not None else None,
-                "snapshots": self.snapshots, "best": self.best}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        self.snapshots = dict(state.get("snapshots") or {})
-        self.best = state.get("best")
-
-    def kept(self) -> tuple[list, dict]:
-        """``(networks, info)``: the kept weights, last epoch first (several for an ensemble), and
-        ``{"kept_epochs": [...], "selected_by": "last" | "val"}``."""
-        import copy
-        if self.cfg.select == "val" and self.best is not None:
-            m = copy.deepcopy(self.model)
-            m.load_state_dict(self.best["model"])
-            return [m.eval()], {"kept_epochs": [self.best["epoch"]], "selected_by": "val",
-                                "selected_val_dsc": self.best["val_dsc"]}
-        if self.cfg.select == "val":
-            log.warning("train.select=val without validation DSC (no --val-gt case matched): keeping the last epoch")
-        epochs = sorted((e for e in self.snapshots if e > self.cfg.epochs - self.cfg.ensemble), reverse=True)
-        nets = []
-        for e in epochs:
-            m = copy.deepcopy(self.model)
-            m.load_state_dict(self.snapshots[e])
-            nets.append(m.eval())
-        return nets, {"kept_epochs": epochs, "selected_by": "last"}
-
-
 def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resume: bool = False,
           progress: bool = True, on_epoch=None):
     """Train the network on ``samples``; returns ``(nets, history, info)`` (see module docstring):
     ``nets`` the kept weights, the last kept epoch first (one network, or ``train.ensemble`` of
-    them), ``info`` which epochs they are (:meth:`_Keeper.kept`).
+    them), ``info`` which epochs they are (:meth:`medkt.refinement.keep.Keeper.kept`).
 
     ``on_epoch(epoch, net, history)`` is called after each epoch with the weights that are kept
     (the EMA's when ``train.ema`` is on) for validation and run.json; with ``train.select=val``
@@ -280,7 +141,8 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
     net = build_network(cfg.network).to(cfg.train.device)
-    keeper = _Keeper(net, cfg)
+    from medkt.refinement.keep import Keeper
+    keeper = Keeper(net, cfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     steps_per_epoch = math.ceil(len(samples) / cfg.train.batch_size)
     total = steps_per_epoch * cfg.train.epochs
@@ -425,7 +287,8 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
         record.failures = failures
         for f in failures:
             record.warn(f"case {f['case_id']} not used: {f['reason']}")
-        gt = _val_index(val_gt, volumes, val_images, max_voxels) if val_gt is not None else {}
+        from medkt.refinement.validation import validate, validation_cases
+        gt = validation_cases(val_gt, volumes, val_images, max_voxels) if val_gt is not None else {}
         validation: dict = {}
         record.extra.update({"images": str(images), "pseudo_masks": str(pseudo_masks),
                              "val_images": str(val_images) if val_images is not None else None,

@@ -217,6 +217,35 @@ def test_select_by_validation_on_a_held_out_split(data, tmp_path):
     assert res.record["selected_val_dsc"] == pytest.approx(vals[best - 1], abs=1e-9)
 
 
+def test_bce_loss_is_the_weighted_cross_entropy():
+    import torch
+    import torch.nn.functional as F
+
+    from medkt.refinement.train import make_loss
+    g = torch.Generator().manual_seed(0)
+    logits, label = torch.randn(2, 1, 8, 8, generator=g), (torch.rand(2, 1, 8, 8, generator=g) > 0.5).float()
+    weight = torch.rand(2, 1, 8, 8, generator=g)
+    want = F.binary_cross_entropy_with_logits(logits, label, weight=weight, reduction="sum") / weight.sum()
+    assert float(make_loss("bce")(logits, label, weight)) == pytest.approx(float(want), rel=1e-6)
+    assert float(make_loss("bce+dice")(logits, label, weight)) > float(want)  # plus a Dice term in (0, 1]
+
+
+@pytest.mark.slow  # tiny refine + segment (~5-10 s on 2 shared cores)
+def test_threshold_calibrated_on_validation(data, tmp_path):
+    import medkt
+    from medkt.refinement import Refiner
+    from medkt.refinement.validation import THRESHOLDS
+    res = medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", progress=False, epochs=2,
+                       val_gt=data / "gt", overrides=["predict.calibrate=val", "train.loss=bce"])
+    thr, curve = res.record["calibrated_threshold"], res.record["threshold_curve"]
+    assert thr in THRESHOLDS and set(curve) == set(THRESHOLDS) and curve[thr] == max(curve.values())
+    assert res.validation["mean"]["refined_dsc"] == pytest.approx(curve[thr], abs=1e-9)
+    assert Refiner.load(tmp_path / "m").config.labels.threshold == thr
+    medkt.segment(str(data / "images"), refiner=tmp_path / "m", output=tmp_path / "seg", gt=data / "gt")
+    run = json.loads((tmp_path / "seg" / "run.json").read_text())
+    assert np.mean([100 * float(r["dsc"]) for r in run["cases"]]) == pytest.approx(curve[thr], abs=1e-6)
+
+
 def test_saliency_confidence_trains(data, tmp_path):
     import medkt
     res = medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", progress=False, epochs=1,
@@ -254,8 +283,11 @@ def test_typed_errors(data, tmp_path):
         medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["labels.ignore_below=0.2"])
     with pytest.raises(UnknownNameError, match="unet"):
         medkt.refine(data / "images", data / "seg", tmp_path / "m", overrides=["network.name=unet"])
-    with pytest.raises(ConfigError, match="needs ground truth"):
-        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["train.select=val"])
+    for opt in ("train.select=val", "predict.calibrate=val"):
+        with pytest.raises(ConfigError, match="need ground truth"):
+            medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=[opt])
+    with pytest.raises(UnknownNameError, match="bce"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["train.loss=dice"])
     with pytest.raises(ConfigError, match="cannot be combined"):
         medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", val_gt=data / "gt",
                      overrides=["train.select=val", "train.ensemble=2"])

@@ -16,6 +16,8 @@ NETWORKS = ("basicunet", "dynunet")
 CONFIDENCE = ("none", "saliency")
 SELECT = ("last", "val")
 TTA = ("none", "hflip", "hvflip")
+LOSSES = ("bce+dice", "bce")
+CALIBRATE = ("none", "val")
 
 
 @dataclass
@@ -48,7 +50,9 @@ class TrainConfig:
     ``weight_decay``) with cosine decay to ``lr·min_lr_ratio``; MONAI augmentation
     (``RandAffined`` with probability ``augment``; 0 disables it); a checkpoint every
     ``checkpoint_every`` epochs (atomic; ``--resume`` continues from it); ``threads``: torch
-    CPU threads (0 = leave as is).
+    CPU threads (0 = leave as is).  ``loss``: ``bce+dice`` (pixel-weighted binary cross-entropy +
+    MONAI ``DiceLoss``) or ``bce`` alone (soft Dice is reported to bias uncertain borders toward
+    larger masks; cross-entropy's optimum is the pixel-wise label frequency).
 
     What is kept (against the memorisation of label noise late in training):
 
@@ -70,6 +74,7 @@ class TrainConfig:
     checkpoint_every: int = 5
     threads: int = 1
     device: str = "cpu"
+    loss: str = "bce+dice"
     ema: float = 0.0
     ensemble: int = 1
     select: str = "last"
@@ -82,6 +87,9 @@ class TrainConfig:
         if not 1 <= self.ensemble <= self.epochs:
             raise ConfigError(f"train.ensemble must be between 1 and train.epochs ({self.epochs}), "
                               f"got {self.ensemble}.")
+        if self.loss not in LOSSES:
+            from medkt.errors import UnknownNameError
+            raise UnknownNameError("train.loss", self.loss, LOSSES)
         if self.select not in SELECT:
             from medkt.errors import UnknownNameError
             raise UnknownNameError("train.select", self.select, SELECT)
@@ -143,14 +151,19 @@ class LabelConfig:
 class PredictConfig:
     """Inference: ``tta`` (test-time augmentation) averages the foreground probability over the
     slice and its flips: ``none``, ``hflip`` (left-right) or ``hvflip`` (left-right, up-down and
-    both); used by validation and by ``medkt segment --refiner``."""
+    both); used by validation and by ``medkt segment --refiner``.  ``calibrate: val`` sets
+    ``labels.threshold`` after training to the value (0.05 to 0.95 in steps of 0.05) with the best
+    mean refined DSC on the ``--val-gt`` cases (needs them); ``none`` keeps it."""
 
     tta: str = "none"
+    calibrate: str = "none"
 
     def validate(self) -> "PredictConfig":
+        from medkt.errors import UnknownNameError
         if self.tta not in TTA:
-            from medkt.errors import UnknownNameError
             raise UnknownNameError("predict.tta", self.tta, TTA)
+        if self.calibrate not in CALIBRATE:
+            raise UnknownNameError("predict.calibrate", self.calibrate, CALIBRATE)
         return self
 
 

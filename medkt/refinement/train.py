@@ -80,8 +80,9 @@ def load_training_data(images, pseudo_masks, cfg: RefineConfig, *, max_voxels: i
 
 
 # ----------------------------------------------------------------------------- loss
-def make_loss():
-    """``loss(logits, label, weight)``: weighted BCE + MONAI DiceLoss on the pixels with weight > 0."""
+def make_loss(name: str = "bce+dice"):
+    """``loss(logits, label, weight)``: weighted BCE, plus (``bce+dice``) MONAI DiceLoss on the
+    pixels with weight > 0 (``train.loss``)."""
     import torch
     import torch.nn.functional as F
     from monai.losses import DiceLoss
@@ -90,6 +91,8 @@ def make_loss():
     def loss(logits, label, weight):
         bce = F.binary_cross_entropy_with_logits(logits, label, weight=weight, reduction="sum")
         bce = bce / weight.sum().clamp_min(1.0)
+        if name == "bce":
+            return bce
         valid = (weight > 0).float()
         return bce + dice(torch.sigmoid(logits) * valid, label * valid)
     return loss
@@ -161,7 +164,7 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
         keeper.load_state_dict(state)
         start, history = int(state["epoch"]), list(state["history"])
         log.info("resuming from epoch %d (%s)", start, ckpt)
-    loss_fn = make_loss()
+    loss_fn = make_loss(cfg.train.loss)
     ds = CacheDataset([{k: s[k] for k in ("image", "label", "weight")} for s in samples],
                       transform=train_transforms(cfg.network.image_size, cfg.train.augment), progress=False)
     from tqdm.auto import tqdm
@@ -263,11 +266,11 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
     if epochs is not None:
         cfg.train.epochs = int(epochs)
         cfg.validate()
-    if cfg.train.select == "val" and val_gt is None:
+    if val_gt is None and (cfg.train.select == "val" or cfg.predict.calibrate == "val"):
         from medkt.errors import ConfigError
-        raise ConfigError("train.select=val picks the epoch by validation DSC and needs ground truth.",
-                          hint="pass --val-gt GT (and --val-images IMAGES for a held-out split), "
-                               "or --set train.select=last")
+        raise ConfigError("train.select=val and predict.calibrate=val choose by validation DSC and need "
+                          "ground truth.", hint="pass --val-gt GT (and --val-images IMAGES for a held-out "
+                                                "split), or leave them at last / none")
     if val_images is not None and val_gt is None:
         raise InputError("--val-images needs --val-gt (the ground truth of those images).", path=str(val_images))
     if output is None and export_nnunet is None:
@@ -306,7 +309,14 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
 
         with record.timer("train_s"):
             nets, history, kept = train(samples, cfg, out, resume=resume, progress=progress, on_epoch=on_epoch)
-        if gt and (len(nets) > 1 or kept["kept_epochs"] != [len(history)]):
+        if not gt and cfg.predict.calibrate == "val":
+            log.warning("predict.calibrate=val without validation cases (no --val-gt match): threshold stays %s",
+                        cfg.labels.threshold)
+        if gt and cfg.predict.calibrate == "val":
+            from medkt.refinement.validation import calibrate_threshold
+            cfg.labels.threshold, curve = calibrate_threshold(nets, gt, cfg)
+            kept.update(calibrated_threshold=cfg.labels.threshold, threshold_curve=curve)
+        if gt and (len(nets) > 1 or kept["kept_epochs"] != [len(history)] or "calibrated_threshold" in kept):
             validation.clear()  # the kept model is not the last epoch's single network
             validation.update(validate(nets, gt, cfg))
         save_refiner(nets, cfg, out, {"cases": sorted(volumes), "n_slices": len(samples),

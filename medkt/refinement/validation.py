@@ -49,20 +49,43 @@ def validation_cases(val_gt, volumes: dict, val_images=None, max_voxels: int | N
     return out
 
 
-def case_prediction(net, vol, cfg: RefineConfig) -> np.ndarray:
-    """Refined mask of one whole case on its grid (what ``medkt segment --refiner`` writes);
-    ``net``: one network or a checkpoint ensemble (list)."""
+def case_probability(net, vol, cfg: RefineConfig) -> np.ndarray:
+    """Foreground probability (float32 in [0, 1]) of one whole case on its own grid (spatial shape);
+    ``net``: one network or a checkpoint ensemble (list); ``cfg.predict.tta`` applies."""
     from medkt import io as mio
     from medkt.refinement.model import predict_probabilities
     img01, _ = mio.prepare_intensity(vol, modality=cfg.modality, window=cfg.window)
     if vol.is_2d:
-        p = predict_probabilities(net, [img01], cfg.network.image_size, tta=cfg.predict.tta)[0]
-        return p > cfg.labels.threshold
+        return predict_probabilities(net, [img01], cfg.network.image_size, tta=cfg.predict.tta)[0]
     pairs, smap = mio.iter_slices(vol, cfg.plane, array=img01)
     probs = predict_probabilities(net, [s for _, s in pairs], cfg.network.image_size, cfg.train.batch_size,
                                   cfg.predict.tta)
-    return mio.reassemble({k: (p > cfg.labels.threshold).astype(np.uint8) for (k, _), p in zip(pairs, probs)},
-                          smap) > 0
+    return mio.reassemble({k: p for (k, _), p in zip(pairs, probs)}, smap, dtype=np.float32)
+
+
+def case_prediction(net, vol, cfg: RefineConfig) -> np.ndarray:
+    """Refined mask of one whole case on its grid (what ``medkt segment --refiner`` writes):
+    :func:`case_probability` above ``cfg.labels.threshold``."""
+    return case_probability(net, vol, cfg) > cfg.labels.threshold
+
+
+def _gt2(vol, g):
+    g2 = g[..., 0] if g.ndim == 3 and vol.is_2d else g
+    return g2 if g2.shape == tuple(vol.spatial_shape) else None
+
+
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+def calibrate_threshold(net, cases: dict, cfg: RefineConfig) -> tuple[float, dict]:
+    """``(threshold, {threshold: mean refined DSC})``: the :data:`THRESHOLDS` value with the best
+    mean DSC (percent) over the validation ``cases`` (ties: the one closest to 0.5)."""
+    from medkt.metrics.segmentation import compute_dice
+    probs = [(case_probability(net, vol, cfg), g2) for vol, _, g in cases.values()
+             if (g2 := _gt2(vol, g)) is not None]
+    curve = {t: float(np.mean([100 * compute_dice(p > t, g2) for p, g2 in probs])) for t in THRESHOLDS}
+    best = max(curve.values())
+    return min((t for t in THRESHOLDS if curve[t] == best), key=lambda t: abs(t - 0.5)), curve
 
 
 def validate(net, cases: dict, cfg: RefineConfig) -> dict:
@@ -72,8 +95,8 @@ def validate(net, cases: dict, cfg: RefineConfig) -> dict:
     from medkt.metrics.segmentation import compute_dice
     rows = {}
     for cid, (vol, lab, g) in cases.items():
-        g2 = g[..., 0] if g.ndim == 3 and vol.is_2d else g
-        if g2.shape != tuple(vol.spatial_shape):
+        g2 = _gt2(vol, g)
+        if g2 is None:
             continue
         pseudo = float("nan")
         if lab is not None:

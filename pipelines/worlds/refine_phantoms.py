@@ -50,6 +50,8 @@ VARIANTS = {
     "tta": ["predict.tta=hvflip"],
     "select": ["train.select=val", "train.checkpoint_every=1"],
     "size128": ["network.image_size=128"],
+    "bce": ["train.loss=bce"],
+    "calibrate": ["predict.calibrate=val"],
 }
 WINDOW = "127.5,255"
 
@@ -127,6 +129,7 @@ def run_modality(mod: str, args, out: Path, log=print) -> dict:
            "pseudo_label_dsc_train": float(np.mean(list(pl.values()))),
            "refined_dsc_val": res.validation.get("mean", {}).get("refined_dsc"), "n_val": args.n_val,
            "kept_epochs": res.record.get("kept_epochs"), "overrides": ov,
+           "threshold": res.record.get("calibrated_threshold", res.record["config"]["labels"]["threshold"]),
            "zeroshot_dsc_test": float(np.mean(list(z.values()))),
            "refined_dsc_test": float(np.mean(list(r.values()))),
            "pseudo_seconds": t_pseudo, "pseudo_from": str(src), "train_seconds": round(t_train, 1),
@@ -138,7 +141,7 @@ def run_modality(mod: str, args, out: Path, log=print) -> dict:
     log(f"  {mod:4s} {finding:12s} pseudo-labels (train) {row['pseudo_label_dsc_train']:5.1f}  "
         f"zero-shot (test) {row['zeroshot_dsc_test']:5.1f}  refined (test) {row['refined_dsc_test']:5.1f}  "
         f"gain {row['gain']:+5.1f}  val {row['refined_dsc_val'] or float('nan'):5.1f}  "
-        f"kept {row['kept_epochs']}  train {t_train:.0f}s", flush=True)
+        f"kept {row['kept_epochs']}  thr {row['threshold']}  train {t_train:.0f}s", flush=True)
     return row
 
 

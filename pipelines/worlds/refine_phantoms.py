@@ -22,6 +22,10 @@ phantom experiments feed them).  Everything is seeded; single-threaded by defaul
 
     python pipelines/worlds/refine_phantoms.py -o runs/refine-phantoms
     python pipelines/worlds/refine_phantoms.py -o runs/refine-sal --variant saliency --modalities us cxr
+    PYTHONPATH=. python pipelines/worlds/refine_phantoms.py -o runs/bce --pseudo-from runs/refine-phantoms --variant bce
+
+(The script imports the installed medkt; from a checkout that is not the installed one, set
+``PYTHONPATH`` to it.)
 
 Writes ``OUT/results.json`` (per modality: pseudo-label DSC on the training phantoms, refined
 DSC on the validation phantoms, zero-shot and refined DSC on the test phantoms, training time,

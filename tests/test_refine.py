@@ -77,12 +77,13 @@ def test_segment_with_refiner_matches_validation(trained, data):
     assert prob.shape == (36, 44) and 0 <= prob.min() and prob.max() <= 1
 
 
-def test_resume_gives_the_uninterrupted_weights(data, tmp_path):
+@pytest.mark.parametrize("keep", [[], ["train.ema=0.5", "train.ensemble=2"]], ids=["last", "ema-ensemble"])
+def test_resume_gives_the_uninterrupted_weights(data, tmp_path, keep):
     from medkt.refinement.config import load_refine_config
     from medkt.refinement.train import load_training_data, train
-    cfg = load_refine_config("tiny", ["train.epochs=3"])
+    cfg = load_refine_config("tiny", ["train.epochs=3", *keep])
     samples, _, _ = load_training_data(data / "images", data / "seg", cfg)
-    full, hist_full = train(samples, cfg, tmp_path / "a", progress=False)
+    fulls, hist_full, info_full = train(samples, cfg, tmp_path / "a", progress=False)
 
     def stop(epoch, net, history):
         if epoch == 2:
@@ -92,10 +93,12 @@ def test_resume_gives_the_uninterrupted_weights(data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(samples, cfg, tmp_path / "b", progress=False, on_epoch=stop)
     assert (tmp_path / "b" / "checkpoint.pt").is_file()  # epoch 1 was checkpointed
-    resumed, hist = train(samples, cfg, tmp_path / "b", resume=True, progress=False)
+    resumeds, hist, info = train(samples, cfg, tmp_path / "b", resume=True, progress=False)
     assert [h["epoch"] for h in hist] == [1, 2, 3]
-    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
-        assert np.array_equal(v.numpy(), w.numpy()), k
+    assert info == info_full and info["kept_epochs"] == ([3, 2] if keep else [3]) and len(resumeds) == len(fulls)
+    for full, resumed in zip(fulls, resumeds):
+        for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+            assert np.array_equal(v.numpy(), w.numpy()), k
     assert [h["loss"] for h in hist] == [h["loss"] for h in hist_full]
 
 
@@ -117,6 +120,130 @@ def test_confidence_weights():
     np.testing.assert_allclose(w, [[0.9, 0.1, 0.1, 0.9]], rtol=1e-6)
     w = confidence(lab, sal, LabelConfig(confidence="saliency", ignore_below=0.2, min_weight=0.5).validate())
     np.testing.assert_allclose(w, [[0.9, 0.0, 0.0, 0.9]], rtol=1e-6)
+
+
+def test_boundary_band_and_its_weights():
+    from medkt.refinement.config import LabelConfig
+    from medkt.refinement.data import boundary_band, confidence
+    m = np.zeros((9, 9), np.uint8)
+    m[3:6, 2:7] = 1
+    band = boundary_band(m, 1)
+    # within one pixel (chessboard distance) of the border, inside or outside: dilation minus erosion
+    ys, xs = np.mgrid[:9, :9]
+    outside = (ys >= 2) & (ys <= 6) & (xs >= 1) & (xs <= 7) & (m == 0)
+    inside = (m == 1) & ~((ys == 4) & (xs >= 3) & (xs <= 5))
+    assert np.array_equal(band, outside | inside)
+    assert not boundary_band(np.zeros((5, 5)), 2).any() and not boundary_band(np.ones((5, 5)), 2).any()
+    edge = np.zeros((6, 6), np.uint8)
+    edge[:, :3] = 1  # touches the image edge: only the inner border is a border
+    assert np.array_equal(np.nonzero(boundary_band(edge, 1).any(axis=0))[0], [2, 3])
+    w = confidence(m, None, LabelConfig(boundary_ignore=1).validate())
+    assert np.array_equal(w == 0, band) and w.max() == 1
+    sal = np.full(m.shape, 0.8)
+    w = confidence(m, sal, LabelConfig(confidence="saliency", boundary_ignore=1).validate())
+    assert np.all(w[band] == 0) and np.allclose(w[(m == 1) & ~band], 0.8) and np.allclose(w[(m == 0) & ~band], 0.2)
+
+
+def test_tta_averages_flipped_views():
+    import torch
+
+    from medkt.refinement.model import predict_probabilities
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)  # not flip-symmetric: the views differ
+    img = np.random.default_rng(1).random((16, 16)).astype(np.float32)
+    p0 = predict_probabilities(net, [img], 16)[0]
+    pf = predict_probabilities(net, [img[:, ::-1].copy()], 16)[0][:, ::-1]
+    np.testing.assert_allclose(predict_probabilities(net, [img], 16, tta="hflip")[0], (p0 + pf) / 2, atol=1e-6)
+    assert not np.allclose(p0, pf, atol=1e-3)
+    pv = predict_probabilities(net, [img[::-1].copy()], 16)[0][::-1]
+    pb = predict_probabilities(net, [img[::-1, ::-1].copy()], 16)[0][::-1, ::-1]
+    np.testing.assert_allclose(predict_probabilities(net, [img], 16, tta="hvflip")[0], (p0 + pf + pv + pb) / 4,
+                               atol=1e-6)
+    net2 = torch.nn.Conv2d(1, 1, 3, padding=1)
+    q0 = predict_probabilities(net2, [img], 16)[0]
+    np.testing.assert_allclose(predict_probabilities([net, net2], [img], 16)[0], (p0 + q0) / 2, atol=1e-6)
+
+
+@pytest.mark.slow  # tiny refine + segment (~5-10 s on 2 shared cores)
+def test_ensemble_with_ema_and_tta_round_trip(data, tmp_path):
+    """train.ensemble keeps the last epochs' weights; the refiner averages them (and the TTA views)
+    and `medkt segment --refiner` writes the masks that validation scored."""
+    import medkt
+    from medkt.refinement import Refiner
+    from medkt.refinement.model import predict_probabilities
+    res = medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", progress=False, epochs=3,
+                       val_gt=data / "gt", overrides=["train.ensemble=2", "train.ema=0.5", "predict.tta=hflip",
+                                                      "labels.boundary_ignore=1"])
+    meta = json.loads((tmp_path / "m" / "refiner.json").read_text())
+    assert meta["members"] == ["model.safetensors", "model-epoch002.safetensors"] and meta["kept_epochs"] == [3, 2]
+    assert res.record["kept_epochs"] == [3, 2] and res.record["selected_by"] == "last"
+    ref = Refiner.load(tmp_path / "m")
+    assert len(ref.nets) == 2 and ref.describe()["members"] == 2 and ref.describe()["tta"] == "hflip"
+    img = np.asarray(__import__("PIL.Image").Image.open(data / "images" / "c0.png"), np.float32) / 255
+    each = [predict_probabilities(n, [img], 32, tta="hflip")[0] for n in ref.nets]
+    np.testing.assert_allclose(ref.probabilities([img])[0], np.mean(each, axis=0), atol=1e-6)
+    out = medkt.segment(str(data / "images"), refiner=tmp_path / "m", output=tmp_path / "seg", gt=data / "gt")
+    run = json.loads((tmp_path / "seg" / "run.json").read_text())
+    dsc = {r["case_id"]: 100 * float(r["dsc"]) for r in run["cases"]}
+    for cid, row in res.validation.items():
+        if cid != "mean":
+            assert dsc[cid] == pytest.approx(row["refined_dsc"], abs=1e-6)
+    assert out is not None
+    # retraining into the same folder without the ensemble removes the stale member file
+    medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", progress=False, epochs=1,
+                 overwrite=True)
+    assert not list((tmp_path / "m").glob("model-epoch*")) and len(Refiner.load(tmp_path / "m").nets) == 1
+
+
+@pytest.mark.slow  # tiny refine with validation at every epoch (~5-10 s on 2 shared cores)
+def test_select_by_validation_on_a_held_out_split(data, tmp_path):
+    import shutil
+
+    import medkt
+    vimg, vgt = tmp_path / "val_images", tmp_path / "val_gt"
+    vimg.mkdir()
+    vgt.mkdir()
+    for i in (1, 3):  # held-out cases under new ids: not in the training set
+        shutil.copy(data / "images" / f"c{i}.png", vimg / f"v{i}.png")
+        shutil.copy(data / "gt" / f"c{i}.png", vgt / f"v{i}.png")
+    res = medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", progress=False, epochs=4,
+                       val_gt=vgt, val_images=vimg, overrides=["train.select=val", "train.lr=0.02"])
+    assert set(res.validation) == {"v1", "v3", "mean"} and res.record["val_cases"] == ["v1", "v3"]
+    assert np.isnan(res.validation["mean"]["pseudo_dsc"])  # held-out cases have no pseudo-label
+    vals = [h["val_dsc"] for h in res.history]
+    best = int(np.argmax(vals)) + 1  # first epoch with the best validation DSC
+    assert res.record["kept_epochs"] == [best] and res.record["selected_by"] == "val"
+    assert res.validation["mean"]["refined_dsc"] == pytest.approx(vals[best - 1], abs=1e-9)
+    assert res.record["selected_val_dsc"] == pytest.approx(vals[best - 1], abs=1e-9)
+
+
+def test_bce_loss_is_the_weighted_cross_entropy():
+    import torch
+    import torch.nn.functional as F
+
+    from medkt.refinement.train import make_loss
+    g = torch.Generator().manual_seed(0)
+    logits, label = torch.randn(2, 1, 8, 8, generator=g), (torch.rand(2, 1, 8, 8, generator=g) > 0.5).float()
+    weight = torch.rand(2, 1, 8, 8, generator=g)
+    want = F.binary_cross_entropy_with_logits(logits, label, weight=weight, reduction="sum") / weight.sum()
+    assert float(make_loss("bce")(logits, label, weight)) == pytest.approx(float(want), rel=1e-6)
+    assert float(make_loss("bce+dice")(logits, label, weight)) > float(want)  # plus a Dice term in (0, 1]
+
+
+@pytest.mark.slow  # tiny refine + segment (~5-10 s on 2 shared cores)
+def test_threshold_calibrated_on_validation(data, tmp_path):
+    import medkt
+    from medkt.refinement import Refiner
+    from medkt.refinement.validation import THRESHOLDS
+    res = medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", progress=False, epochs=2,
+                       val_gt=data / "gt", overrides=["predict.calibrate=val", "train.loss=bce"])
+    thr, curve = res.record["calibrated_threshold"], res.record["threshold_curve"]
+    assert thr in THRESHOLDS and set(curve) == set(THRESHOLDS) and curve[thr] == max(curve.values())
+    assert res.validation["mean"]["refined_dsc"] == pytest.approx(curve[thr], abs=1e-9)
+    assert Refiner.load(tmp_path / "m").config.labels.threshold == thr
+    medkt.segment(str(data / "images"), refiner=tmp_path / "m", output=tmp_path / "seg", gt=data / "gt")
+    run = json.loads((tmp_path / "seg" / "run.json").read_text())
+    assert np.mean([100 * float(r["dsc"]) for r in run["cases"]]) == pytest.approx(curve[thr], abs=1e-6)
 
 
 def test_saliency_confidence_trains(data, tmp_path):
@@ -156,6 +283,25 @@ def test_typed_errors(data, tmp_path):
         medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["labels.ignore_below=0.2"])
     with pytest.raises(UnknownNameError, match="unet"):
         medkt.refine(data / "images", data / "seg", tmp_path / "m", overrides=["network.name=unet"])
+    for opt in ("train.select=val", "predict.calibrate=val"):
+        with pytest.raises(ConfigError, match="need ground truth"):
+            medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=[opt])
+    with pytest.raises(UnknownNameError, match="bce"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["train.loss=dice"])
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", val_gt=data / "gt",
+                     overrides=["train.select=val", "train.ensemble=2"])
+    with pytest.raises(ConfigError, match="train.ensemble must be between 1"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["train.ensemble=3"])
+    with pytest.raises(ConfigError, match="train.ema"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["train.ema=1"])
+    with pytest.raises(UnknownNameError, match="hflip"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", overrides=["predict.tta=flip"])
+    with pytest.raises(ConfigError, match="boundary_ignore"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny",
+                     overrides=["labels.boundary_ignore=-1"])
+    with pytest.raises(InputError, match="--val-images needs --val-gt"):
+        medkt.refine(data / "images", data / "seg", tmp_path / "m", config="tiny", val_images=data / "images")
     with pytest.raises(InputError, match="nothing to do"):
         medkt.refine(data / "images", data / "seg")
     with pytest.raises(WeightsError, match="no trained refiner"):

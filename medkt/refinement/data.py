@@ -101,16 +101,32 @@ def confidence(label: np.ndarray, saliency: np.ndarray | None, cfg) -> np.ndarra
 
     ``confidence: none`` → 1 everywhere.  ``saliency`` → ``s`` on foreground and ``1 - s`` on
     background (``s`` the min-max saliency map), floored at ``min_weight``; pixels below
-    ``ignore_below`` get 0.
+    ``ignore_below`` get 0.  Then pixels of the border band (:func:`boundary_band`,
+    ``boundary_ignore`` pixels) get 0.
     """
     if cfg.confidence == "none" or saliency is None:
-        return np.ones(label.shape, np.float32)
-    s = np.clip(np.asarray(saliency, np.float32), 0.0, 1.0)
-    conf = np.where(label > 0, s, 1.0 - s)
-    w = np.maximum(conf, cfg.min_weight)
-    if cfg.ignore_below > 0:
-        w = np.where(conf < cfg.ignore_below, 0.0, w)
+        w = np.ones(label.shape, np.float32)
+    else:
+        s = np.clip(np.asarray(saliency, np.float32), 0.0, 1.0)
+        conf = np.where(label > 0, s, 1.0 - s)
+        w = np.maximum(conf, cfg.min_weight)
+        if cfg.ignore_below > 0:
+            w = np.where(conf < cfg.ignore_below, 0.0, w)
+    if getattr(cfg, "boundary_ignore", 0) > 0:
+        w = np.where(boundary_band(label, cfg.boundary_ignore), 0.0, w)
     return w.astype(np.float32)
+
+
+def boundary_band(label: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within ``width`` pixels of a 2-D mask's border, on either side: the dilation minus the
+    erosion by a ``(2·width + 1)²`` square (bool, ``label``'s shape).  An empty or full mask has
+    no border (all False); the image edge is not a border."""
+    from scipy import ndimage
+    m = np.asarray(label) > 0
+    if width <= 0 or not m.any() or m.all():
+        return np.zeros(m.shape, bool)
+    st = np.ones((2 * width + 1,) * m.ndim, bool)
+    return ndimage.binary_dilation(m, st) & ~ndimage.binary_erosion(m, st, border_value=1)
 
 
 def _gray(s: np.ndarray) -> np.ndarray:

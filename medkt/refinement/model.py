@@ -3,6 +3,8 @@ a trained one.
 
 A model folder (``medkt refine -o MODEL_DIR``) holds ``model.safetensors`` (the weights) and
 ``refiner.json`` (``{"format": "medkt-refiner", "version": 1, "config": <RefineConfig>, ...}``);
+with a checkpoint ensemble (``train.ensemble = K``) ``refiner.json`` ``members`` lists the K weight
+files (``model.safetensors`` = the last epoch, ``model-epochNNN.safetensors`` the others);
 ``checkpoint.pt`` (weights + optimiser, for ``--resume``) and ``run.json`` sit beside them.
 """
 from __future__ import annotations
@@ -57,30 +59,51 @@ def gray01(image: np.ndarray) -> np.ndarray:
     return a.mean(axis=-1) if a.ndim == 3 else a
 
 
+#: test-time augmentation name -> the flips (tensor dims of a ``[B, 1, S, S]`` batch) averaged over
+TTA_FLIPS: dict[str, tuple] = {"none": ((),), "hflip": ((), (3,)), "hvflip": ((), (3,), (2,), (2, 3))}
+
+
 @torch.no_grad()
-def predict_probabilities(net: torch.nn.Module, images: Sequence[np.ndarray], size: int,
-                          batch_size: int = 16) -> list[np.ndarray]:
+def predict_probabilities(net, images: Sequence[np.ndarray], size: int, batch_size: int = 16,
+                          tta: str = "none") -> list[np.ndarray]:
     """Foreground probability ``H×W`` float32 in [0, 1] of each ``H×W`` (or ``H×W×C``) image in [0, 1]:
-    resized (bilinear) to ``size²``, one forward pass, logits resized back to ``H×W`` (bilinear)."""
-    net.eval()
+    resized (bilinear) to ``size²``, one forward pass per network and view, logits resized back to
+    ``H×W`` (bilinear), sigmoid, averaged.
+
+    ``net``: one network or a list of them (a checkpoint ensemble: their probabilities are
+    averaged); ``tta``: a :data:`TTA_FLIPS` name (each flipped view is flipped back before averaging).
+    """
+    nets = list(net) if isinstance(net, (list, tuple)) else [net]
+    for n in nets:
+        n.eval()
+    from medkt.errors import look_up
+    flips = look_up("predict.tta", tta, TTA_FLIPS)
     out: list[np.ndarray] = []
     images = [gray01(im) for im in images]
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         x = torch.stack([F.interpolate(torch.as_tensor(im)[None, None], size=(size, size), mode="bilinear",
                                        align_corners=False)[0] for im in chunk])
-        logits = net(x)
-        for lg, im in zip(logits, chunk):
-            back = F.interpolate(lg[None], size=im.shape, mode="bilinear", align_corners=False)[0, 0]
-            out.append(torch.sigmoid(back).numpy().astype(np.float32))
+        acc = [torch.zeros(im.shape) for im in chunk]
+        for n in nets:
+            for dims in flips:
+                logits = n(torch.flip(x, dims) if dims else x)
+                logits = torch.flip(logits, dims) if dims else logits
+                for i, (lg, im) in enumerate(zip(logits, chunk)):
+                    back = F.interpolate(lg[None], size=im.shape, mode="bilinear", align_corners=False)[0, 0]
+                    acc[i] += torch.sigmoid(back)
+        k = len(nets) * len(flips)
+        out += [(a / k).numpy().astype(np.float32) for a in acc]
     return out
 
 
 class Refiner:
     """A trained refiner: ``Refiner.load(MODEL_DIR)``, then :meth:`predict` on prepared slices."""
 
-    def __init__(self, net: torch.nn.Module, config, meta: dict | None = None, path: Path | None = None):
-        self.net, self.config, self.meta, self.path = net, config, meta or {}, path
+    def __init__(self, net, config, meta: dict | None = None, path: Path | None = None):
+        self.nets = list(net) if isinstance(net, (list, tuple)) else [net]
+        self.net = self.nets[0]
+        self.config, self.meta, self.path = config, meta or {}, path
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "Refiner":
@@ -104,19 +127,22 @@ class Refiner:
         if meta.get("format") != FORMAT:
             raise WeightsError(f"{META} is not a medkt refiner description.", path=meta_path)
         cfg = load_refine_config(meta["config"])
-        net = build_network(cfg.network)
-        try:
-            load_model(net, str(weights))
-        except (RuntimeError, OSError) as e:
-            raise WeightsError(f"the weights do not fit the recorded {cfg.network.name} network ({e}).",
-                               path=weights, hint="retrain with `medkt refine`") from None
-        net.eval()
-        return cls(net, cfg, meta, d)
+        nets = []
+        for name in meta.get("members") or [WEIGHTS]:
+            net = build_network(cfg.network)
+            try:
+                load_model(net, str(d / name))
+            except (RuntimeError, OSError) as e:
+                raise WeightsError(f"the weights do not fit the recorded {cfg.network.name} network ({e}).",
+                                   path=d / name, hint="retrain with `medkt refine`") from None
+            nets.append(net.eval())
+        return cls(nets, cfg, meta, d)
 
     def describe(self) -> dict:
         import hashlib
         out = {"name": "refiner", "network": self.config.network.name, "path": str(self.path) if self.path else None,
-               "image_size": self.config.network.image_size, "threshold": self.config.labels.threshold}
+               "image_size": self.config.network.image_size, "threshold": self.config.labels.threshold,
+               "members": len(self.nets), "tta": self.config.predict.tta}
         if self.path is not None and (self.path / WEIGHTS).is_file():
             out["sha256"] = hashlib.sha256((self.path / WEIGHTS).read_bytes()).hexdigest()
         return out
@@ -128,8 +154,8 @@ class Refiner:
         for im in images:
             if np.asarray(im).ndim not in (2, 3):
                 raise InputError(f"the refiner takes 2-D slices, got shape {np.shape(im)}.")
-        return predict_probabilities(self.net, images, self.config.network.image_size,
-                                     self.config.train.batch_size)
+        return predict_probabilities(self.nets, images, self.config.network.image_size,
+                                     self.config.train.batch_size, self.config.predict.tta)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Binary masks ``H×W`` bool (probability > ``labels.threshold``)."""

@@ -80,8 +80,9 @@ def load_training_data(images, pseudo_masks, cfg: RefineConfig, *, max_voxels: i
 
 
 # ----------------------------------------------------------------------------- loss
-def make_loss():
-    """``loss(logits, label, weight)``: weighted BCE + MONAI DiceLoss on the pixels with weight > 0."""
+def make_loss(name: str = "bce+dice"):
+    """``loss(logits, label, weight)``: weighted BCE, plus (``bce+dice``) MONAI DiceLoss on the
+    pixels with weight > 0 (``train.loss``)."""
     import torch
     import torch.nn.functional as F
     from monai.losses import DiceLoss
@@ -90,62 +91,17 @@ def make_loss():
     def loss(logits, label, weight):
         bce = F.binary_cross_entropy_with_logits(logits, label, weight=weight, reduction="sum")
         bce = bce / weight.sum().clamp_min(1.0)
+        if name == "bce":
+            return bce
         valid = (weight > 0).float()
         return bce + dice(torch.sigmoid(logits) * valid, label * valid)
     return loss
 
 
-# ----------------------------------------------------------------------------- validation
-def _val_index(val_gt, volumes: dict) -> dict:
-    from medkt import io as mio
-    from medkt.refinement.data import _read_array
-    cases = mio.discover_cases(val_gt)
-    out = {}
-    for c in cases:
-        if c.case_id in volumes and c.ok:
-            out[c.case_id] = np.asarray(_read_array(Path(c.paths[0]))) > 0
-    if not out:
-        log.warning("--val-gt %s: no ground truth matches a training case id", val_gt)
-    return out
-
-
-def _case_prediction(net, vol, cfg: RefineConfig) -> np.ndarray:
-    """Refined mask of one whole case on its grid (what ``medkt segment --refiner`` writes)."""
-    from medkt import io as mio
-    from medkt.refinement.model import predict_probabilities
-    img01, _ = mio.prepare_intensity(vol, modality=cfg.modality, window=cfg.window)
-    if vol.is_2d:
-        p = predict_probabilities(net, [img01], cfg.network.image_size)[0]
-        return p > cfg.labels.threshold
-    pairs, smap = mio.iter_slices(vol, cfg.plane, array=img01)
-    probs = predict_probabilities(net, [s for _, s in pairs], cfg.network.image_size, cfg.train.batch_size)
-    return mio.reassemble({k: (p > cfg.labels.threshold).astype(np.uint8) for (k, _), p in zip(pairs, probs)},
-                          smap) > 0
-
-
-def validate(net, volumes: dict, gt: dict, cfg: RefineConfig) -> dict:
-    """Per case: DSC of the pseudo-label and of the refined mask against ground truth (percent)."""
-    from medkt.metrics.segmentation import compute_dice
-    rows = {}
-    for cid, g in gt.items():
-        vol, lab = volumes[cid]
-        lab = np.asarray(lab)
-        if lab.ndim == 3 and vol.is_2d:
-            lab = lab[..., 0]
-        g2 = g[..., 0] if g.ndim == 3 and vol.is_2d else g
-        if g2.shape != tuple(vol.spatial_shape):
-            continue
-        rows[cid] = {"pseudo_dsc": 100 * compute_dice(lab > 0, g2), "refined_dsc":
-                     100 * compute_dice(_case_prediction(net, vol, cfg), g2)}
-    if rows:
-        rows["mean"] = {k: float(np.nanmean([r[k] for r in rows.values()])) for k in ("pseudo_dsc", "refined_dsc")}
-    return rows
-
-
 # ----------------------------------------------------------------------------- training
-def _checkpoint_state(net, opt, sched, epoch: int, history: list, cfg_dict: dict) -> dict:
+def _checkpoint_state(net, opt, sched, epoch: int, history: list, cfg_dict: dict, keeper) -> dict:
     return {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "epoch": epoch, "history": history, "config": cfg_dict}
+            "epoch": epoch, "history": history, "config": cfg_dict, **keeper.state_dict()}
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -157,20 +113,26 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _same_setup(a: dict, b: dict) -> bool:
-    """Configs equal apart from ``train.epochs`` (a resumed run may train longer) and ``train.threads``."""
+    """Configs equal apart from ``train.epochs`` (a resumed run may train longer), ``train.threads``
+    and ``predict`` (inference only)."""
     import copy
     a, b = copy.deepcopy(a), copy.deepcopy(b)
     for c in (a, b):
         c["train"].pop("epochs", None)
         c["train"].pop("threads", None)
+        c.pop("predict", None)
     return a == b
 
 
 def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resume: bool = False,
           progress: bool = True, on_epoch=None):
-    """Train the network on ``samples``; returns ``(net, history)`` (see module docstring).
+    """Train the network on ``samples``; returns ``(nets, history, info)`` (see module docstring):
+    ``nets`` the kept weights, the last kept epoch first (one network, or ``train.ensemble`` of
+    them), ``info`` which epochs they are (:meth:`medkt.refinement.keep.Keeper.kept`).
 
-    ``on_epoch(epoch, net, history)`` is called after each epoch (validation, run.json)."""
+    ``on_epoch(epoch, net, history)`` is called after each epoch with the weights that are kept
+    (the EMA's when ``train.ema`` is on) for validation and run.json; with ``train.select=val``
+    it must put ``val_dsc`` in ``history[-1]`` on the epochs it validates."""
     import torch
     from monai.data import CacheDataset, DataLoader
 
@@ -182,6 +144,8 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
     net = build_network(cfg.network).to(cfg.train.device)
+    from medkt.refinement.keep import Keeper
+    keeper = Keeper(net, cfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     steps_per_epoch = math.ceil(len(samples) / cfg.train.batch_size)
     total = steps_per_epoch * cfg.train.epochs
@@ -197,9 +161,10 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         sched.T_max = total  # more epochs: the cosine stretches over the new total
+        keeper.load_state_dict(state)
         start, history = int(state["epoch"]), list(state["history"])
         log.info("resuming from epoch %d (%s)", start, ckpt)
-    loss_fn = make_loss()
+    loss_fn = make_loss(cfg.train.loss)
     ds = CacheDataset([{k: s[k] for k in ("image", "label", "weight")} for s in samples],
                       transform=train_transforms(cfg.network.image_size, cfg.train.augment), progress=False)
     from tqdm.auto import tqdm
@@ -217,32 +182,53 @@ def train(samples: list[dict], cfg: RefineConfig, out_dir: Path | None, *, resum
             loss.backward()
             opt.step()
             sched.step()
+            keeper.step()
             losses.append(float(loss.detach()))
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": float(sched.get_last_lr()[0]),
                "seconds": round(time.perf_counter() - t0, 3)}
         history.append(row)
         if on_epoch is not None:
-            on_epoch(epoch + 1, net, history)
+            on_epoch(epoch + 1, keeper.model, history)
+            net.train()
+        keeper.end_epoch(epoch + 1, row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", **({"val_dsc": f"{row['val_dsc']:.1f}"} if "val_dsc" in row else {}))
         bar.update(1)
         last = epoch + 1 == cfg.train.epochs
         if ckpt is not None and ((epoch + 1) % cfg.train.checkpoint_every == 0 or last):
-            _save_checkpoint(ckpt, _checkpoint_state(net, opt, sched, epoch + 1, history, cfg_dict))
+            _save_checkpoint(ckpt, _checkpoint_state(net, opt, sched, epoch + 1, history, cfg_dict, keeper))
     bar.close()
     net.eval()
-    return net, history
+    nets, info = keeper.kept()
+    return nets, history, info
 
 
-def save_refiner(net, cfg: RefineConfig, out_dir: Path, extra: dict | None = None) -> None:
-    """Write ``model.safetensors`` and ``refiner.json`` atomically (see :mod:`medkt.refinement.model`)."""
+def _member_name(epoch: int) -> str:
+    return f"model-epoch{epoch:03d}.safetensors"
+
+
+def save_refiner(net, cfg: RefineConfig, out_dir: Path, extra: dict | None = None,
+                 epochs: Sequence[int] | None = None) -> None:
+    """Write ``model.safetensors`` and ``refiner.json`` atomically (see :mod:`medkt.refinement.model`).
+
+    ``net``: one network or an ensemble (list, last epoch first; ``epochs`` their epoch numbers):
+    the first is ``model.safetensors``, the others ``model-epochNNN.safetensors``, all listed in
+    ``refiner.json`` ``members``."""
     from safetensors.torch import save_model
 
     from medkt.config import to_dict
     from medkt.refinement.model import FORMAT, META, WEIGHTS
     from medkt.runs import atomic_path, atomic_write_json
-    with atomic_path(out_dir / WEIGHTS) as tmp:
-        save_model(net, str(tmp))  # handles tensors shared between modules (DynUNet)
-    atomic_write_json(out_dir / META, {"format": FORMAT, "version": 1, "config": to_dict(cfg), **(extra or {})})
+    nets = list(net) if isinstance(net, (list, tuple)) else [net]
+    epochs = list(epochs) if epochs is not None else list(range(len(nets)))
+    members = [WEIGHTS] + [_member_name(e) for e in epochs[1:len(nets)]]
+    for stale in out_dir.glob("model-epoch*.safetensors"):
+        if stale.name not in members:
+            stale.unlink()
+    for n, name in zip(nets, members):
+        with atomic_path(out_dir / name) as tmp:
+            save_model(n, str(tmp))  # handles tensors shared between modules (DynUNet)
+    atomic_write_json(out_dir / META, {"format": FORMAT, "version": 1, "config": to_dict(cfg),
+                                       "members": members, **(extra or {})})
 
 
 # ----------------------------------------------------------------------------- public API
@@ -251,7 +237,7 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
            seed: int | None = None, modality: str | None = None, window: str | None = None,
            export_nnunet: str | Path | None = None, dataset_name: str | None = None,
            resume: bool = False, overwrite: bool = False, progress: bool = True,
-           max_voxels: int | None = None) -> RefineResult:
+           max_voxels: int | None = None, val_images=None) -> RefineResult:
     """Train a refiner on pseudo-labels (``medkt refine IMAGES PSEUDO_MASKS -o MODEL_DIR``).
 
     Args:
@@ -261,7 +247,10 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
         config: YAML path, preset name (``configs/refine/NAME.yaml``), dict or
             :class:`~medkt.refinement.config.RefineConfig`; ``overrides``: ``["train.epochs=20", ...]``.
         val_gt: ground-truth masks (matched by case id): DSC of pseudo-labels and of the refined
-            masks on those cases after each checkpoint, in ``run.json`` and the result.
+            masks on those cases after each checkpoint, in ``run.json`` and the result;
+            ``train.select=val`` keeps the epoch where the refined DSC is best.
+        val_images: images of a held-out validation split (never trained on) that ``val_gt``
+            labels; without it ``val_gt`` is matched to the training cases.
         epochs, seed, modality, window: shortcuts for the config fields.
         export_nnunet: also write the images and pseudo-labels as an nnU-Net v2 raw dataset
             there (:func:`medkt.refinement.nnunet.export_nnunet`); ``dataset_name`` e.g. ``Dataset501_Nodule``.
@@ -277,6 +266,13 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
     if epochs is not None:
         cfg.train.epochs = int(epochs)
         cfg.validate()
+    if val_gt is None and (cfg.train.select == "val" or cfg.predict.calibrate == "val"):
+        from medkt.errors import ConfigError
+        raise ConfigError("train.select=val and predict.calibrate=val choose by validation DSC and need "
+                          "ground truth.", hint="pass --val-gt GT (and --val-images IMAGES for a held-out "
+                                                "split), or leave them at last / none")
+    if val_images is not None and val_gt is None:
+        raise InputError("--val-images needs --val-gt (the ground truth of those images).", path=str(val_images))
     if output is None and export_nnunet is None:
         raise InputError("nothing to do: pass an output folder (-o MODEL_DIR), --export-nnunet DIR, or both.")
     nn_info = None
@@ -294,15 +290,17 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
         record.failures = failures
         for f in failures:
             record.warn(f"case {f['case_id']} not used: {f['reason']}")
-        gt = _val_index(val_gt, volumes) if val_gt is not None else {}
+        from medkt.refinement.validation import validate, validation_cases
+        gt = validation_cases(val_gt, volumes, val_images, max_voxels) if val_gt is not None else {}
         validation: dict = {}
         record.extra.update({"images": str(images), "pseudo_masks": str(pseudo_masks),
-                             "cases": sorted(volumes), "n_slices": len(samples), "nnunet_export": nn_info})
+                             "val_images": str(val_images) if val_images is not None else None,
+                             "val_cases": sorted(gt), "cases": sorted(volumes), "n_slices": len(samples), "nnunet_export": nn_info})
 
         def on_epoch(epoch, net, history):
             if gt and (epoch % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs):
                 validation.clear()
-                validation.update(validate(net, volumes, gt, cfg))
+                validation.update(validate(net, gt, cfg))
                 history[-1]["val_dsc"] = validation["mean"]["refined_dsc"]
                 history[-1]["val_pseudo_dsc"] = validation["mean"]["pseudo_dsc"]
             if epoch % cfg.train.checkpoint_every == 0:
@@ -310,10 +308,20 @@ def refine(images, pseudo_masks, output: str | Path | None = None, *, config=Non
                 record.write(out, final=False)
 
         with record.timer("train_s"):
-            net, history = train(samples, cfg, out, resume=resume, progress=progress, on_epoch=on_epoch)
-        save_refiner(net, cfg, out, {"cases": sorted(volumes), "n_slices": len(samples),
-                                     "epochs_trained": len(history)})
-        record.extra.update({"history": history, "validation": validation})
+            nets, history, kept = train(samples, cfg, out, resume=resume, progress=progress, on_epoch=on_epoch)
+        if not gt and cfg.predict.calibrate == "val":
+            log.warning("predict.calibrate=val without validation cases (no --val-gt match): threshold stays %s",
+                        cfg.labels.threshold)
+        if gt and cfg.predict.calibrate == "val":
+            from medkt.refinement.validation import calibrate_threshold
+            cfg.labels.threshold, curve = calibrate_threshold(nets, gt, cfg)
+            kept.update(calibrated_threshold=cfg.labels.threshold, threshold_curve=curve)
+        if gt and (len(nets) > 1 or kept["kept_epochs"] != [len(history)] or "calibrated_threshold" in kept):
+            validation.clear()  # the kept model is not the last epoch's single network
+            validation.update(validate(nets, gt, cfg))
+        save_refiner(nets, cfg, out, {"cases": sorted(volumes), "n_slices": len(samples),
+                                      "epochs_trained": len(history), **kept}, epochs=kept["kept_epochs"])
+        record.extra.update({"history": history, "validation": validation, **kept})
         record.write(out)
         return RefineResult(out, history, validation, sorted(volumes), failures, len(samples), record.as_dict(),
                             nn_info)

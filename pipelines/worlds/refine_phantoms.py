@@ -6,19 +6,30 @@ Per modality (its target finding):
    written as PNGs and segmented zero-shot with ``medkt.segment`` (phantom-clip M2IB → post-processing
    → box → phantom-sam, with ``PhantomSettings``' defaults = the ``phantom`` segment preset): these masks are the pseudo-labels.
 2. ``medkt.refine`` trains the MONAI network on them (``--config``, default the ``phantom``
-   preset; ``--variant`` adds label handling, e.g. ``saliency`` = confidence weighting).
+   preset; ``--variant`` adds named sets of options, e.g. ``saliency`` = confidence weighting,
+   ``ensemble`` = checkpoint ensemble; several combine).
 3. ``--n-test`` test phantoms (seed ``--test-seed``, default 777 = the phantom table of
    docs/worlds.md; never seen by the refiner) are segmented zero-shot and with
    ``medkt.segment(refiner=...)``; DSC (%) against ground truth, per image, averaged.
+
+A separate validation split (``--n-val`` phantoms, seed ``--val-seed``; neither trained on nor
+tested) is passed to ``medkt.refine`` as ``val_images`` / ``val_gt``: its refined DSC is
+recorded per checkpoint, and ``train.select=val`` (variant ``select``) picks the epoch with it.
+The test phantoms are never used for any choice.
 
 Images reach both arms as uint8 PNGs read with ``--window 127.5,255`` (value/255, as the
 phantom experiments feed them).  Everything is seeded; single-threaded by default.
 
     python pipelines/worlds/refine_phantoms.py -o runs/refine-phantoms
     python pipelines/worlds/refine_phantoms.py -o runs/refine-sal --variant saliency --modalities us cxr
+    PYTHONPATH=. python pipelines/worlds/refine_phantoms.py -o runs/bce --pseudo-from runs/refine-phantoms --variant bce
 
-Writes ``OUT/results.json`` (per modality: pseudo-label DSC on the training phantoms, zero-shot
-and refined DSC on the test phantoms, training time, history) and ``OUT/results.md`` (the table).
+(The script imports the installed medkt; from a checkout that is not the installed one, set
+``PYTHONPATH`` to it.)
+
+Writes ``OUT/results.json`` (per modality: pseudo-label DSC on the training phantoms, refined
+DSC on the validation phantoms, zero-shot and refined DSC on the test phantoms, training time,
+history) and ``OUT/results.md`` (the table).
 The zero-shot numbers depend on the shipped phantom-clip / phantom-sam weights: rerun after
 they change.  docs/refine.md holds the measured table.
 """
@@ -37,6 +48,14 @@ VARIANTS = {
     "saliency": ["labels.confidence=saliency", "labels.min_weight=0.1"],
     "ignore": ["labels.confidence=saliency", "labels.ignore_below=0.2"],
     "drop-empty": ["labels.empty_slices=drop"],
+    "band": ["labels.boundary_ignore=1"],
+    "ema": ["train.ema=0.95"],
+    "ensemble": ["train.ensemble=4"],
+    "tta": ["predict.tta=hvflip"],
+    "select": ["train.select=val", "train.checkpoint_every=1"],
+    "size128": ["network.image_size=128"],
+    "bce": ["train.loss=bce"],
+    "calibrate": ["predict.calibrate=val"],
 }
 WINDOW = "127.5,255"
 
@@ -86,6 +105,10 @@ def run_modality(mod: str, args, out: Path, log=print) -> dict:
     te_ids = [f"te{i:04d}" for i in range(len(te))]
     gt_tr = dict(zip(tr_ids, tr.masks))
     gt_te = dict(zip(te_ids, te.masks))
+    if not (d / "val_gt").is_dir():  # the validation split: written once, reused by every variant
+        va = phantom_eval_set(mod, finding, args.n_val, seed=args.val_seed)
+        write_pngs(va.images, d / "val_images", "va")
+        write_pngs(va.masks * 255, d / "val_gt", "va")
     src = Path(args.pseudo_from) / mod if args.pseudo_from else d  # zero-shot outputs of an earlier run
     t_pseudo = None
     if not args.pseudo_from:
@@ -97,18 +120,20 @@ def run_modality(mod: str, args, out: Path, log=print) -> dict:
         medkt.segment(str(d / "train_images"), output=d / "pseudo", overwrite=True, **common)
         t_pseudo = round(time.perf_counter() - t0, 1)
         medkt.segment(str(d / "test_images"), output=d / "zeroshot", overwrite=True, **common)
-    ov = list(VARIANTS[args.variant]) + list(args.set)
+    ov = [o for v in args.variant for o in VARIANTS[v]] + list(args.set)
     t0 = time.perf_counter()
     res = medkt.refine(src / "train_images", src / "pseudo", d / "model", config=args.config, overrides=ov,
-                       epochs=args.epochs, seed=args.seed, window=WINDOW, val_gt=src / "train_gt",
-                       overwrite=True, progress=False)
+                       epochs=args.epochs, seed=args.seed, window=WINDOW, val_gt=d / "val_gt",
+                       val_images=d / "val_images", overwrite=True, progress=False)
     t_train = time.perf_counter() - t0
     medkt.segment(str(src / "test_images"), refiner=d / "model", output=d / "refined", overwrite=True)
     pl, z = dsc_by_case(src / "pseudo", gt_tr), dsc_by_case(src / "zeroshot", gt_te)
     r = dsc_by_case(d / "refined", gt_te)
     row = {"modality": mod, "finding": finding, "prompt": prompt, "n_train": args.n_train, "n_test": args.n_test,
            "pseudo_label_dsc_train": float(np.mean(list(pl.values()))),
-           "refined_dsc_train": res.validation.get("mean", {}).get("refined_dsc"),
+           "refined_dsc_val": res.validation.get("mean", {}).get("refined_dsc"), "n_val": args.n_val,
+           "kept_epochs": res.record.get("kept_epochs"), "overrides": ov,
+           "threshold": res.record.get("calibrated_threshold", res.record["config"]["labels"]["threshold"]),
            "zeroshot_dsc_test": float(np.mean(list(z.values()))),
            "refined_dsc_test": float(np.mean(list(r.values()))),
            "pseudo_seconds": t_pseudo, "pseudo_from": str(src), "train_seconds": round(t_train, 1),
@@ -119,7 +144,8 @@ def run_modality(mod: str, args, out: Path, log=print) -> dict:
     row["gain_ci95"], row["cases_improved"] = paired_gain(z, r)
     log(f"  {mod:4s} {finding:12s} pseudo-labels (train) {row['pseudo_label_dsc_train']:5.1f}  "
         f"zero-shot (test) {row['zeroshot_dsc_test']:5.1f}  refined (test) {row['refined_dsc_test']:5.1f}  "
-        f"gain {row['gain']:+5.1f}  train {t_train:.0f}s", flush=True)
+        f"gain {row['gain']:+5.1f}  val {row['refined_dsc_val'] or float('nan'):5.1f}  "
+        f"kept {row['kept_epochs']}  thr {row['threshold']}  train {t_train:.0f}s", flush=True)
     return row
 
 
@@ -149,9 +175,12 @@ def main(argv=None) -> int:
     p.add_argument("--n-test", type=int, default=48)
     p.add_argument("--train-seed", type=int, default=2026)
     p.add_argument("--test-seed", type=int, default=777)
+    p.add_argument("--n-val", type=int, default=32, help="validation phantoms (a split of their own)")
+    p.add_argument("--val-seed", type=int, default=4242)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default="phantom", help="refine config (preset name or YAML)")
-    p.add_argument("--variant", default="plain", choices=sorted(VARIANTS))
+    p.add_argument("--variant", nargs="+", default=["plain"], choices=sorted(VARIANTS),
+                   help="named sets of refine overrides (combined in order)")
     p.add_argument("--set", action="append", default=[], help="extra refine overrides")
     p.add_argument("--epochs", type=int)
     p.add_argument("--pseudo-from", help="reuse the images, pseudo-labels and zero-shot masks of an earlier run's "
@@ -165,7 +194,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()
     t0, t_cpu = time.perf_counter(), time.process_time()
-    print(f"refine on phantoms: variant {args.variant}, config {args.config}, n_train {args.n_train}, "
+    print(f"refine on phantoms: variant {'+'.join(args.variant)}, config {args.config}, n_train {args.n_train}, "
           f"n_test {args.n_test}, threads {args.threads}, load {load[0]:.2f}")
     rows = [run_modality(m, args, out) for m in args.modalities]
     wall, cpu = time.perf_counter() - t0, time.process_time() - t_cpu

@@ -12,7 +12,8 @@ Train a MONAI 2-D segmentation network (BasicUNet or DynUNet) on the pseudo-labe
 MedCLIP-SAMv2's weakly supervised stage.  MODEL_DIR receives model.safetensors,
 refiner.json, checkpoint.pt (--resume continues from it) and run.json.  Apply the model with
 `medkt segment INPUT -o OUT --refiner MODEL_DIR`.  --val-gt GT reports the DSC of the
-pseudo-labels and of the refined masks against ground truth on the training cases.
+pseudo-labels and of the refined masks against ground truth on the training cases, or on a
+held-out split with --val-images IMAGES; --set train.select=val keeps the best validated epoch.
 --export-nnunet DIR also (or, without -o, only) writes IMAGES and PSEUDO_MASKS as an nnU-Net v2
 raw dataset (DIR named DatasetXXX_Name) for training the original nnU-Net stage."""
 ORDER = 22
@@ -25,7 +26,10 @@ def add_arguments(p):
     p.add_argument("--config", help="YAML config or preset name (configs/refine/NAME.yaml: default, phantom, tiny)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set train.epochs=20 --set labels.confidence=saliency")
-    p.add_argument("--val-gt", metavar="GT", help="ground-truth masks (matched by case id) for validation DSC")
+    p.add_argument("--val-gt", metavar="GT", help="ground-truth masks (matched by case id) for validation DSC "
+                   "(and for --set train.select=val)")
+    p.add_argument("--val-images", metavar="IMAGES", help="images of a held-out validation split labelled by "
+                   "--val-gt (default: --val-gt labels training cases)")
     p.add_argument("--epochs", type=int, help="training epochs (config train.epochs)")
     p.add_argument("--seed", type=int, help="seed of initialisation, shuffling and augmentation")
     p.add_argument("--modality", help="intensity preparation as for `medkt segment` (ct, mr, us, ...)")
@@ -42,7 +46,7 @@ def add_arguments(p):
 def run(args) -> int:
     from medkt.refinement.train import refine
     res = refine(args.images, args.pseudo_masks, args.output, config=args.config, overrides=args.overrides,
-                 val_gt=args.val_gt, epochs=args.epochs, seed=args.seed, modality=args.modality,
+                 val_gt=args.val_gt, val_images=args.val_images, epochs=args.epochs, seed=args.seed, modality=args.modality,
                  window=args.window, export_nnunet=args.export_nnunet, resume=args.resume,
                  overwrite=args.overwrite, progress=not args.no_progress, max_voxels=args.max_voxels)
     if res.nnunet:
@@ -54,6 +58,9 @@ def run(args) -> int:
         mean = res.validation.get("mean") if res.validation else None
         if mean:
             print(f"validation DSC: pseudo-labels {mean['pseudo_dsc']:.1f}, refined {mean['refined_dsc']:.1f}")
+        kept = res.record.get("kept_epochs")
+        if kept and kept != [len(res.history)]:
+            print(f"kept epoch(s) {', '.join(map(str, kept))} (selected by {res.record.get('selected_by')})")
     for f in res.failures:
         print(f"  not used: {f['case_id']}: {f['reason']}")
     return 0

@@ -1,13 +1,21 @@
 """Time-to-quality of inversion: KT accuracy after inversion budgets, per recipe, against FLOPs.
 
-For every (variant, step budget, seed) cell this runs the documented KT path on the
-natural world (``world-clip``, 32 px; the 5 novel concepts; the folders written by
-``pipelines/worlds/export_natural_folders.py``):
+For every (variant, step budget, seed) cell this runs the documented KT path on one world
+(``--world-kind``):
 
-1. ``medkt.transfer.run`` (= ``medkt transfer``): ONE inversion of the 5 concepts with
+* ``natural`` (default): ``world-clip`` (32 px), the 5 novel concepts, the 100 known classes
+  (folders of ``pipelines/worlds/export_natural_folders.py``), lrs 3e-4 and 5e-4;
+* ``phantom``: ``phantom-clip`` (64 px), the held-out CT ``nodule`` as the one novel concept,
+  the six seen findings as known classes, normal phantoms as ood (folders of
+  ``pipelines/worlds/export_phantom_folders.py``), lrs 1e-4, 3e-4 and 1e-3 (the phantom KT
+  experiment's, docs/worlds.md).
+
+The cell:
+
+1. ``medkt.transfer.run`` (= ``medkt transfer``): ONE inversion of the concepts with
    the variant's inversion options and ``steps = budget``, then the per-concept protocol,
    one fine-tune from the original weights per concept and lr (``--lrs``);
-2. the ``medkt zeroshot`` scoring (the same functions: label set = the 5 concepts + the 100
+2. the ``medkt zeroshot`` scoring (the same functions: label set = the novel concepts + the
    known classes, the model's own templates) and ``--max-forgetting`` selection: per
    concept, the largest lr whose known-class (reference) drop stays within 2 points.
 
@@ -26,6 +34,7 @@ mean, its mean drop is within the same 2-point budget, and it used ≥ 3× fewer
     python benchmarks/bench_inversion_quality.py --out bench-quality/            # the grid (resumable)
     python benchmarks/bench_inversion_quality.py --out q/ --variants paper fast --budgets 100 1667 --seeds 0
     python benchmarks/bench_inversion_quality.py --out bench-quality/ --report   # table + plot only
+    python benchmarks/bench_inversion_quality.py --world-kind phantom --out q-phantom/ --cells paper:100 fast:300
 
 Results: ``OUT/cells.jsonl`` (one line per finished cell; a rerun skips them),
 ``OUT/table.md``, ``OUT/quality_vs_flops.png``, ``OUT/run.json``.  Threads: 1 by default
@@ -64,13 +73,22 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 PLAN: dict[str, tuple[int, ...]] = {"paper": (PAPER_FULL, 30, 100, 300, 1000), "early-stop": (300, 1000),
                                     "progressive": (100, 300), "progressive-encoder": (100, 300),
                                     "fourier": (100, 300), "warmup": (30, 100), "fast": (100, 300)}
+PHANTOM_PLAN: dict[str, tuple[int, ...]] = {"paper": (PAPER_FULL, 100, 300, 1000), "fast": (300,)}
+# per world kind: default model, folders, lrs, exporter (pipelines/worlds/<module>.py), plan
+WORLDS = {"natural": {"model": "world-clip", "folder": "/tmp/medkt-natural-world", "lrs": [3e-4, 5e-4],
+                      "exporter": "export_natural_folders", "plan": PLAN,
+                      "title": "natural world, world-clip: 5 novel concepts x 10 images"},
+          "phantom": {"model": "phantom-clip", "folder": "/tmp/medkt-phantom-world", "lrs": [1e-4, 3e-4, 1e-3],
+                      "exporter": "export_phantom_folders", "plan": PHANTOM_PLAN,
+                      "title": "phantom world, phantom-clip: held-out CT nodule x 10 images"}}
 
 
-def world_inputs(root: Path) -> dict:
-    if not (root / "concepts.yaml").exists():
+def world_inputs(root: Path, kind: str = "natural") -> dict:
+    """The world's folders under ``root``, exported first if ``root/concepts.yaml`` is missing."""
+    if not (root / "concepts.yaml").exists():  # written last by both exporters
+        import importlib
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines" / "worlds"))
-        from export_natural_folders import export
-        export(root)
+        importlib.import_module(WORLDS[kind]["exporter"]).export(root)
     return {"concepts": root / "concepts.yaml", "target": root / "target", "reference": root / "reference",
             "ood": root / "ood"}
 
@@ -118,6 +136,8 @@ def run_cell(model, sets, clf, base_rep, inputs, variant, budget, seed, lrs, cap
             "target": mean_of(sel, "target_acc"), "known": mean_of(sel, "reference_acc"),
             "drop": mean_of(sel, "reference_drop"), "other_to_target": mean_of(sel, "other_to_target"),
             "selected": [{k: r[k] for k in ("concept", "lr", "target_acc", "reference_drop")} for r in sel],
+            "per_lr": [{k: r[k] for k in ("concept", "lr", "target_acc", "reference_drop", "other_to_target")}
+                       for r in results],
             "inversion_flops": flops, "work": {str(k): v for k, v in inv.work.items()},
             "mean_steps_run": float(inv.steps_run.float().mean()), "score": float(inv.score.mean()),
             "inversion_s": round(inv.seconds, 2), "cell_s": round(time.time() - t0, 2), "kt_s": round(t_kt, 2),
@@ -131,7 +151,7 @@ def grid(args) -> None:
     from medkt.transfer import load_concepts
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = world_inputs(Path(args.world))
+    inputs = world_inputs(Path(args.world), args.world_kind)
     model = create_model(args.model)
     names = load_concepts(str(inputs["concepts"])).names
     sets = load_sets(inputs["target"], inputs["reference"], inputs["ood"], model.image_size, names)
@@ -153,13 +173,20 @@ def grid(args) -> None:
         if args.cells:  # explicit order, e.g. paper:5000 fast:300
             pairs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cells]
         else:
-            pairs = [(v, b) for v in args.variants for b in (args.budgets or PLAN[v])]
+            plan = WORLDS[args.world_kind]["plan"]
+            pairs = [(v, b) for v in args.variants if v in plan or args.budgets for b in (args.budgets or plan[v])]
         todo += [(v, b, seed) for v, b in pairs if (v, b, seed) not in done]
+    base_target = {c: round(m["target_acc"], 2) for c, m in base_rep["concepts"].items()}
+    (out / "baseline.json").write_text(json.dumps({"world_kind": args.world_kind, "model": model.name,
+                                                   "known": base_rep["reference_acc"], "target": base_target,
+                                                   "other_to_target": {c: m["other_to_target"] for c, m in
+                                                                       base_rep["concepts"].items()}}, indent=1))
     print(f"{len(todo)} cells to run ({len(done)} done); model {model.name}, threads {torch.get_num_threads()}, "
-          f"base known {base_rep['reference_acc']:.1f} %", flush=True)
+          f"base known {base_rep['reference_acc']:.1f} %, base target {base_target}", flush=True)
     for v, b, seed in todo:
         row = run_cell(model, sets, clf, base_rep, inputs, v, b, seed, args.lrs, args.caption,
                        args.max_forgetting, flops_at)
+        row["world"] = args.world_kind
         with open(cells_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{v:20s} {b:5d} seed {seed}: target {row['target']:5.1f} known {row['known']:5.1f} "
@@ -232,10 +259,10 @@ def report(args) -> None:
     (out / "table.md").write_text(text)
     (out / "summary.json").write_text(json.dumps({"reference": ref, "table": table}, indent=1))
     print(text)
-    plot(table, ref, out / "quality_vs_flops.png")
+    plot(table, ref, out / "quality_vs_flops.png", WORLDS[args.world_kind]["title"])
 
 
-def plot(table: list[dict], ref: dict | None, path: Path) -> None:
+def plot(table: list[dict], ref: dict | None, path: Path, title: str = WORLDS["natural"]["title"]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -252,9 +279,9 @@ def plot(table: list[dict], ref: dict | None, path: Path) -> None:
                    label="paper@5000 ± 2 pts")
         ax.axvline(ref["inversion_flops"] / 3e12, color="grey", ls="--", lw=1, label="3x fewer FLOPs")
     ax.set_xscale("log")
-    ax.set_xlabel("inversion TFLOPs (5 concepts x 10 images; encoder fwd + input-grad bwd)")
+    ax.set_xlabel("inversion TFLOPs (encoder fwd + input-grad bwd)")
     ax.set_ylabel("KT target accuracy % (max-forgetting 2)")
-    ax.set_title("natural world, world-clip: KT quality vs inversion compute (mean, min-max of 3 seeds)")
+    ax.set_title(f"{title}\nKT quality vs inversion compute (mean, min-max over seeds)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -264,21 +291,27 @@ def plot(table: list[dict], ref: dict | None, path: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="bench-inversion-quality")
-    ap.add_argument("--world", default="/tmp/medkt-natural-world", help="exported natural-world folders")
-    ap.add_argument("--model", default="world-clip")
+    ap.add_argument("--world-kind", default="natural", choices=list(WORLDS),
+                    help="natural: world-clip, 5 novel concepts; phantom: phantom-clip, the held-out CT nodule")
+    ap.add_argument("--world", default=None, help="the world's exported folders (default: per kind, under /tmp)")
+    ap.add_argument("--model", default=None, help="default: world-clip (natural) or phantom-clip (phantom)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--budgets", type=int, nargs="+", default=None,
                     help=f"inversion steps for every variant (default: PLAN; paper {PAPER_FULL} is the reference)")
     ap.add_argument("--cells", nargs="+", default=None,
                     help="explicit VARIANT:STEPS cells, run in this order per seed (instead of --variants/PLAN)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 5e-4])
+    ap.add_argument("--lrs", type=float, nargs="+", default=None, help="default: per world kind (see above)")
     ap.add_argument("--merge", nargs="*", default=[], help="with --report: more OUT folders whose cells to add")
     ap.add_argument("--caption", default="definition+name")
     ap.add_argument("--max-forgetting", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", action="store_true", help="only write the table and plot from OUT/cells.jsonl")
     a = ap.parse_args(argv)
+    kind = WORLDS[a.world_kind]
+    a.world = a.world or kind["folder"]
+    a.model = a.model or kind["model"]
+    a.lrs = a.lrs or kind["lrs"]
     torch.set_num_threads(a.threads)
     if not a.report:
         from medkt.runs import RunRecord

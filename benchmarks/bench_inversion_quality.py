@@ -73,13 +73,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 PLAN: dict[str, tuple[int, ...]] = {"paper": (PAPER_FULL, 30, 100, 300, 1000), "early-stop": (300, 1000),
                                     "progressive": (100, 300), "progressive-encoder": (100, 300),
                                     "fourier": (100, 300), "warmup": (30, 100), "fast": (100, 300)}
-PHANTOM_PLAN: dict[str, tuple[int, ...]] = {"paper": (PAPER_FULL, 100, 300, 1000), "fast": (300,)}
 # per world kind: default model, folders, lrs, exporter (pipelines/worlds/<module>.py), plan
 WORLDS = {"natural": {"model": "world-clip", "folder": "/tmp/medkt-natural-world", "lrs": [3e-4, 5e-4],
                       "exporter": "export_natural_folders", "plan": PLAN,
                       "title": "natural world, world-clip: 5 novel concepts x 10 images"},
           "phantom": {"model": "phantom-clip", "folder": "/tmp/medkt-phantom-world", "lrs": [1e-4, 3e-4, 1e-3],
-                      "exporter": "export_phantom_folders", "plan": PHANTOM_PLAN,
+                      "exporter": "export_phantom_folders", "plan": PLAN,
                       "title": "phantom world, phantom-clip: held-out CT nodule x 10 images"}}
 
 
@@ -201,8 +200,12 @@ def read_cells(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summarise(rows: list[dict], max_forgetting: float) -> tuple[list[dict], dict | None]:
-    """Mean over seeds per (variant, budget), with the ratio to the reference and the goal check."""
+def summarise(rows: list[dict], max_forgetting: float, base_target: float | None = None) -> tuple[list[dict], dict | None]:
+    """Mean over seeds per (variant, budget), with the ratio to the reference and the goal check.
+
+    ``base_target``: mean target accuracy before KT; if the reference does not beat it by more
+    than 2 points there is nothing to reach, and ``meets_goal`` is ``None`` (shown as n/a).
+    """
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["variant"], r["budget"]), []).append(r)
@@ -212,6 +215,7 @@ def summarise(rows: list[dict], max_forgetting: float) -> tuple[list[dict], dict
         ref = {k: statistics.mean(r[k] for r in ref_rows) for k in ("target", "known", "drop", "inversion_flops")}
     table = []
     for (v, b), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])  # per-seed values in seed order
         t = [r["target"] for r in rs]
         row = {"variant": v, "budget": b, "seeds": sorted(r["seed"] for r in rs), "target": statistics.mean(t),
                "target_seeds": t, "known": statistics.mean(r["known"] for r in rs),
@@ -224,6 +228,8 @@ def summarise(rows: list[dict], max_forgetting: float) -> tuple[list[dict], dict
             row["vs_ref"] = row["target"] - ref["target"]
             row["meets_goal"] = bool(row["vs_ref"] >= -2.0 and row["drop"] <= max_forgetting
                                      and row["flop_ratio"] >= 3.0 and len(rs) >= 3)
+            if base_target is not None and ref["target"] <= base_target + 2.0:
+                row["meets_goal"] = None
         table.append(row)
     order = list(VARIANTS)
     table.sort(key=lambda r: (order.index(r["variant"]) if r["variant"] in order else 99, r["budget"]))
@@ -231,8 +237,10 @@ def summarise(rows: list[dict], max_forgetting: float) -> tuple[list[dict], dict
 
 
 def report(args) -> None:
+    from medkt.runs import atomic_write
     out = Path(args.out)
-    rows = read_cells(out / "cells.jsonl")
+    own = read_cells(out / "cells.jsonl")
+    rows = list(own)
     for extra in args.merge:
         rows += read_cells(Path(extra) / "cells.jsonl")
     seen, unique = set(), []
@@ -241,25 +249,56 @@ def report(args) -> None:
             seen.add((r["variant"], r["budget"], r["seed"]))
             unique.append(r)
     rows = unique
+    if len(rows) > len(own):  # merged cells join OUT/cells.jsonl, so OUT alone reproduces the table
+        atomic_write(out / "cells.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     if not rows:
         print("no cells yet", file=sys.stderr)
         return
-    table, ref = summarise(rows, args.max_forgetting)
+    base = next((json.loads(p.read_text()) for p in [out / "baseline.json"] + [Path(m) / "baseline.json"
+                                                                             for m in args.merge] if p.exists()), None)
+    if base and not (out / "baseline.json").exists():
+        atomic_write(out / "baseline.json", json.dumps(base, indent=1))
+    base_target = statistics.mean(base["target"].values()) if base else None
+    table, ref = summarise(rows, args.max_forgetting, base_target)
     lines = ["| variant | steps | inversion TFLOPs | FLOP ratio vs paper@5000 | target % (mean; per seed) "
              "| vs ref (pts) | known % | drop (pts) | other→target % | mean steps run | goal |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         seeds = " / ".join(f"{t:.1f}" for t in r["target_seeds"])
-        lines.append(f"| {r['variant']} | {r['budget']} | {r['flops'] / 1e12:.3f} | {r.get('flop_ratio', 0):.1f}x "
-                     f"| **{r['target']:.1f}** ({seeds}) | {r.get('vs_ref', 0):+.1f} | {r['known']:.1f} "
+        ratio = f"{r['flop_ratio']:.1f}x" if "flop_ratio" in r else "—"  # no paper@5000 cell: no reference
+        vs_ref = f"{r['vs_ref']:+.1f}" if "vs_ref" in r else "—"
+        lines.append(f"| {r['variant']} | {r['budget']} | {r['flops'] / 1e12:.3f} | {ratio} "
+                     f"| **{r['target']:.1f}** ({seeds}) | {vs_ref} | {r['known']:.1f} "
                      f"| {r['drop']:.2f} | {r['other_to_target']:.1f} | {r['steps_run']:.0f} "
-                     f"| {'yes' if r.get('meets_goal') else ''} |")
+                     f"| {'n/a' if 'meets_goal' in r and r['meets_goal'] is None else 'yes' if r.get('meets_goal') else ''} |")
     notes = [f"- `{k}`: {v[0]}" for k, v in VARIANTS.items() if any(r["variant"] == k for r in table)]
-    text = "\n".join(lines + [""] + notes) + "\n"
+    if base:
+        notes.append(f"- before KT ({base['model']}, no fine-tuning): target {base_target:.1f} %, known "
+                     f"{base['known']:.1f} %; goal n/a = the reference is not > 2 points above it (nothing to reach)")
+    text = "\n".join(lines + [""] + notes + per_lr_lines(rows, table)) + "\n"
     (out / "table.md").write_text(text)
     (out / "summary.json").write_text(json.dumps({"reference": ref, "table": table}, indent=1))
     print(text)
     plot(table, ref, out / "quality_vs_flops.png", WORLDS[args.world_kind]["title"])
+
+
+def per_lr_lines(rows: list[dict], table: list[dict]) -> list[str]:
+    """Every fine-tuning lr before selection (mean over seeds and concepts), for cells that recorded it."""
+    lines = []
+    for t in table:
+        rs = [r for r in rows if (r["variant"], r["budget"]) == (t["variant"], t["budget"])]
+        if not all(r.get("per_lr") for r in rs):
+            continue
+        for lr in sorted({x["lr"] for r in rs for x in r["per_lr"]}):
+            xs = [x for r in rs for x in r["per_lr"] if x["lr"] == lr]
+            m = {k: statistics.mean(x[k] for x in xs) for k in ("target_acc", "reference_drop", "other_to_target")}
+            tmax = max(x["target_acc"] for x in xs)
+            lines.append(f"| {t['variant']} | {t['budget']} | {lr:g} | {m['target_acc']:.1f} (max {tmax:.1f}) "
+                         f"| {m['reference_drop']:.2f} | {m['other_to_target']:.1f} |")
+    if not lines:
+        return []
+    return ["", "Before selection, per fine-tuning lr (mean over seeds and concepts):", "",
+            "| variant | steps | lr | target % | drop (pts) | other→target % |", "|---|---|---|---|---|---|"] + lines
 
 
 def plot(table: list[dict], ref: dict | None, path: Path, title: str = WORLDS["natural"]["title"]) -> None:
@@ -302,7 +341,8 @@ def main(argv=None) -> int:
                     help="explicit VARIANT:STEPS cells, run in this order per seed (instead of --variants/PLAN)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lrs", type=float, nargs="+", default=None, help="default: per world kind (see above)")
-    ap.add_argument("--merge", nargs="*", default=[], help="with --report: more OUT folders whose cells to add")
+    ap.add_argument("--merge", nargs="*", default=[],
+                    help="with --report: more OUT folders whose cells are added (once each) to OUT/cells.jsonl")
     ap.add_argument("--caption", default="definition+name")
     ap.add_argument("--max-forgetting", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1)
@@ -313,14 +353,20 @@ def main(argv=None) -> int:
     a.model = a.model or kind["model"]
     a.lrs = a.lrs or kind["lrs"]
     torch.set_num_threads(a.threads)
+    from medkt.runs import RunRecord, atomic_write_json
+    rec = RunRecord("bench_inversion_quality", config=vars(a), seed=a.seeds[0],
+                    weights={"model": a.model, "source": "registry"})
+    Path(a.out).mkdir(parents=True, exist_ok=True)
     if not a.report:
-        from medkt.runs import RunRecord
-        rec = RunRecord("bench_inversion_quality", config=vars(a), seed=a.seeds[0],
-                        weights={"model": a.model, "source": "registry"})
-        Path(a.out).mkdir(parents=True, exist_ok=True)
         grid(a)
-        rec.write(Path(a.out))
+        rec.write(Path(a.out))  # lists every grid invocation into OUT
+        report(a)
+        return 0
     report(a)
+    prev = Path(a.out) / "run.json"
+    grid_record = prev.exists() and not json.loads(prev.read_text()).get("config", {}).get("report")
+    if (Path(a.out) / "table.md").exists() and not grid_record:  # report only: this command, no journal
+        atomic_write_json(prev, rec.as_dict())
     return 0
 
 

@@ -189,7 +189,7 @@ def grid(args) -> None:
         with open(cells_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{v:20s} {b:5d} seed {seed}: target {row['target']:5.1f} known {row['known']:5.1f} "
-              f"(-{row['drop']:.2f}) o->t {row['other_to_target']:4.1f} | {row['inversion_flops'] / 1e12:7.3f} TF "
+              f"(drop {row['drop']:.2f}) o->t {row['other_to_target']:4.1f} | {row['inversion_flops'] / 1e12:7.3f} TF "
               f"steps {row['mean_steps_run']:6.0f} | {row['cell_s']:5.1f} s load {row['load']:.1f}", flush=True)
     (out / "flops_per_pass.json").write_text(json.dumps({str(k): v for k, v in sorted(cache.items())}, indent=1))
 
@@ -307,7 +307,7 @@ def plot(table: list[dict], ref: dict | None, path: Path, title: str = WORLDS["n
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for v in dict.fromkeys(r["variant"] for r in table):
-        rs = [r for r in table if r["variant"] == v]
+        rs = sorted((r for r in table if r["variant"] == v), key=lambda r: r["flops"])  # early stop: 1000 < 300
         x = [r["flops"] / 1e12 for r in rs]
         y = [r["target"] for r in rs]
         lo = [r["target"] - min(r["target_seeds"]) for r in rs]

@@ -73,12 +73,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 PLAN: dict[str, tuple[int, ...]] = {"paper": (PAPER_FULL, 30, 100, 300, 1000), "early-stop": (300, 1000),
                                     "progressive": (100, 300), "progressive-encoder": (100, 300),
                                     "fourier": (100, 300), "warmup": (30, 100), "fast": (100, 300)}
-# per world kind: default model, folders, lrs, exporter (pipelines/worlds/<module>.py), plan
+# per world kind: default model, folders, lrs, exporter (pipelines/worlds/<module>.py), plot title
 WORLDS = {"natural": {"model": "world-clip", "folder": "/tmp/medkt-natural-world", "lrs": [3e-4, 5e-4],
-                      "exporter": "export_natural_folders", "plan": PLAN,
+                      "exporter": "export_natural_folders",
                       "title": "natural world, world-clip: 5 novel concepts x 10 images"},
           "phantom": {"model": "phantom-clip", "folder": "/tmp/medkt-phantom-world", "lrs": [1e-4, 3e-4, 1e-3],
-                      "exporter": "export_phantom_folders", "plan": PLAN,
+                      "exporter": "export_phantom_folders",
                       "title": "phantom world, phantom-clip: held-out CT nodule x 10 images"}}
 
 
@@ -147,6 +147,7 @@ def grid(args) -> None:
     from medkt.evaluation.classifier import ZeroShotClassifier
     from medkt.evaluation.report import concept_metrics, load_sets, predict_sets, reference_accuracy
     from medkt.models import create_model
+    from medkt.runs import atomic_write
     from medkt.transfer import load_concepts
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,14 +173,13 @@ def grid(args) -> None:
         if args.cells:  # explicit order, e.g. paper:5000 fast:300
             pairs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cells]
         else:
-            plan = WORLDS[args.world_kind]["plan"]
-            pairs = [(v, b) for v in args.variants if v in plan or args.budgets for b in (args.budgets or plan[v])]
+            pairs = [(v, b) for v in args.variants for b in (args.budgets or PLAN[v])]
         todo += [(v, b, seed) for v, b in pairs if (v, b, seed) not in done]
     base_target = {c: round(m["target_acc"], 2) for c, m in base_rep["concepts"].items()}
-    (out / "baseline.json").write_text(json.dumps({"world_kind": args.world_kind, "model": model.name,
-                                                   "known": base_rep["reference_acc"], "target": base_target,
-                                                   "other_to_target": {c: m["other_to_target"] for c, m in
-                                                                       base_rep["concepts"].items()}}, indent=1))
+    atomic_write(out / "baseline.json", json.dumps({"world_kind": args.world_kind, "model": model.name,
+                                                    "known": base_rep["reference_acc"], "target": base_target,
+                                                    "other_to_target": {c: m["other_to_target"] for c, m in
+                                                                        base_rep["concepts"].items()}}, indent=1))
     print(f"{len(todo)} cells to run ({len(done)} done); model {model.name}, threads {torch.get_num_threads()}, "
           f"base known {base_rep['reference_acc']:.1f} %, base target {base_target}", flush=True)
     for v, b, seed in todo:
@@ -191,7 +191,7 @@ def grid(args) -> None:
         print(f"{v:20s} {b:5d} seed {seed}: target {row['target']:5.1f} known {row['known']:5.1f} "
               f"(drop {row['drop']:.2f}) o->t {row['other_to_target']:4.1f} | {row['inversion_flops'] / 1e12:7.3f} TF "
               f"steps {row['mean_steps_run']:6.0f} | {row['cell_s']:5.1f} s load {row['load']:.1f}", flush=True)
-    (out / "flops_per_pass.json").write_text(json.dumps({str(k): v for k, v in sorted(cache.items())}, indent=1))
+    atomic_write(out / "flops_per_pass.json", json.dumps({str(k): v for k, v in sorted(cache.items())}, indent=1))
 
 
 def read_cells(path: Path) -> list[dict]:
@@ -200,7 +200,8 @@ def read_cells(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summarise(rows: list[dict], max_forgetting: float, base_target: float | None = None) -> tuple[list[dict], dict | None]:
+def summarise(rows: list[dict], max_forgetting: float,
+              base_target: float | None = None) -> tuple[list[dict], dict | None]:
     """Mean over seeds per (variant, budget), with the ratio to the reference and the goal check.
 
     ``base_target``: mean target accuracy before KT; if the reference does not beat it by more
@@ -270,16 +271,23 @@ def report(args) -> None:
         lines.append(f"| {r['variant']} | {r['budget']} | {r['flops'] / 1e12:.3f} | {ratio} "
                      f"| **{r['target']:.1f}** ({seeds}) | {vs_ref} | {r['known']:.1f} "
                      f"| {r['drop']:.2f} | {r['other_to_target']:.1f} | {r['steps_run']:.0f} "
-                     f"| {'n/a' if 'meets_goal' in r and r['meets_goal'] is None else 'yes' if r.get('meets_goal') else ''} |")
+                     f"| {goal_mark(r)} |")
     notes = [f"- `{k}`: {v[0]}" for k, v in VARIANTS.items() if any(r["variant"] == k for r in table)]
     if base:
         notes.append(f"- before KT ({base['model']}, no fine-tuning): target {base_target:.1f} %, known "
                      f"{base['known']:.1f} %; goal n/a = the reference is not > 2 points above it (nothing to reach)")
     text = "\n".join(lines + [""] + notes + per_lr_lines(rows, table)) + "\n"
-    (out / "table.md").write_text(text)
-    (out / "summary.json").write_text(json.dumps({"reference": ref, "table": table}, indent=1))
+    atomic_write(out / "table.md", text)
+    atomic_write(out / "summary.json", json.dumps({"reference": ref, "table": table}, indent=1))
     print(text)
     plot(table, ref, out / "quality_vs_flops.png", WORLDS[args.world_kind]["title"])
+
+
+def goal_mark(row: dict) -> str:
+    """``yes``, blank (missed, or no reference) or ``n/a`` (the reference learnt nothing)."""
+    if "meets_goal" in row and row["meets_goal"] is None:
+        return "n/a"
+    return "yes" if row.get("meets_goal") else ""
 
 
 def per_lr_lines(rows: list[dict], table: list[dict]) -> list[str]:

@@ -123,3 +123,31 @@ def test_counterfactual_twins_differ_only_at_the_finding():
     ev = phantom_eval_set("us", "mass", 2)
     ims, _, masks, _ = counterfactual_set("us", "mass", 2, phantom_eval_seed("us", "mass"))
     assert np.array_equal(ev.images, ims) and np.array_equal(ev.masks, masks)
+
+
+def test_phantom_folders_export_for_the_kt_path(tmp_path, monkeypatch):
+    """pipelines/worlds/export_phantom_folders.py: the held-out nodule as the one concept, the
+    six seen findings as known classes, normals as ood; read back by ``medkt zeroshot``'s loader."""
+    from pathlib import Path
+
+    from medkt.evaluation.report import load_sets
+    from medkt.transfer import load_concepts
+    from medkt.worlds.phantom_world import phantom_eval_set
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "pipelines" / "worlds"))
+    from export_phantom_folders import export
+    counts = export(tmp_path, n_known=2, n_novel=3, n_ood=1)
+    assert counts == {"target": 3, "reference": 12, "ood": 4}
+    concepts = load_concepts(str(tmp_path / "concepts.yaml"))
+    assert concepts.names == ["nodule"] and "small round bright" in concepts.concepts[0].descriptions[0]
+    sets = load_sets(tmp_path / "target", tmp_path / "reference", tmp_path / "ood", 64, concepts.names)
+    assert sets.label_set == ["nodule", "cyst", "effusion", "lesion", "mass", "pneumothorax", "tumour"]
+    assert sets.target["nodule"].shape == (3, 3, 64, 64) and sets.reference.shape[0] == 12 and len(sets.ood) == 4
+    # the PNGs are the evaluation phantoms, grey in all three channels
+    x = sets.target["nodule"][0]
+    assert torch_equal_channels(x)
+    ref = phantom_eval_set("ct", "nodule", 3).images[0]
+    assert np.array_equal((x[0].numpy() * 255).round().astype(np.uint8), ref)
+
+
+def torch_equal_channels(x) -> bool:
+    return bool((x[0] == x[1]).all() and (x[1] == x[2]).all())

@@ -12,6 +12,13 @@ few minutes).  Protocol as in ``performance.md`` §5: warm-up, R rounds of A,B,B
 median of per-round ratios; expected ratio ≈ P·(E + D)/(E + P·D) ≈ P when E ≫ D.
 
     python benchmarks/bench_sam.py --image-size 256 --prompts 8 --images 2 --rounds 3
+
+``--encoder``: the image encoder alone at ``--image-size`` (1024 = real), segment_anything's
+forward ("stock") against medkt's query-chunked attention (``medkt/models/sam_encoder.py``,
+``sam.attention: chunked``), same weights and input, A,B,B,A rounds; prints the max
+difference, both times, the ratio and achieved FLOP/s against a measured fp32 matmul peak::
+
+    taskset -c 0 python benchmarks/bench_sam.py --encoder --image-size 1024 --threads 1 --rounds 2
 """
 from __future__ import annotations
 
@@ -48,13 +55,13 @@ def make_inputs(n_images: int, n_prompts: int, size: int, seed: int = 0):
 
 
 def per_prompt(seg, images, prompts):
-    """Reference arm: re-encode the image for every prompt."""
+    """Reference arm: re-encode the image (segment_anything's encoder as released) for every prompt."""
     from medkt.segmentation.prompts import Prompts
     out = []
     for im, p in zip(images, prompts):
         mask = None
         for b in p.boxes:
-            item = seg.embed([im])[0]
+            item = seg.embed([im], attention="stock")[0]
             m = seg.decode(item, Prompts(b[None], None, None, "ok", n_components=0)).mask
             mask = m if mask is None else (mask | m)
         out.append(mask)
@@ -65,6 +72,46 @@ def reuse(seg, images, prompts):
     return [o.mask for o in seg.segment(images, prompts)]
 
 
+def encoder_bench(args) -> int:
+    """Stock encoder forward vs chunked attention: agreement, times, ratio, FLOP/s."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench_segment import matmul_peak
+    from medkt.models.sam_encoder import encode
+    model = build(args.image_size)
+    torch.manual_seed(1)
+    for blk in model.sam.image_encoder.blocks:  # SAM's init zeroes them; real checkpoints do not
+        torch.nn.init.normal_(blk.attn.rel_pos_h, std=0.02)
+        torch.nn.init.normal_(blk.attn.rel_pos_w, std=0.02)
+    enc = model.sam.image_encoder
+    x = torch.randn(1, 3, args.image_size, args.image_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        ref = enc(x)
+    flops = float(fc.get_total_flops())
+    peak = matmul_peak("cpu")
+    arms = {"stock": lambda: encode(enc, x, attention="stock"), "chunked": lambda: encode(enc, x, attention="chunked")}
+    with torch.no_grad():
+        got = arms["chunked"]()
+        diff = float((got - ref).abs().max() / ref.abs().max())
+        print(f"# SAM ViT-B image encoder, {args.image_size}px, threads={torch.get_num_threads()}, "
+              f"loadavg={os.getloadavg()}; {flops / 1e9:.0f} GFLOP per image (FlopCounterMode); "
+              f"fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+        print(f"max |chunked - stock| / max |stock| = {diff:.2e}")
+        assert diff < 1e-4, "chunked attention changed the embedding"
+        times = {k: [] for k in arms}
+        for rnd in range(args.rounds):
+            order = ["stock", "chunked", "chunked", "stock"] if rnd % 2 == 0 else ["chunked", "stock", "stock", "chunked"]
+            for arm in order:
+                t = time.perf_counter()
+                arms[arm]()
+                times[arm].append(time.perf_counter() - t)
+    for k, v in times.items():
+        med = statistics.median(v)
+        print(f"{k:8s}: median {med:.2f}s/image, {flops / med / 1e9:.0f} GFLOP/s = {flops / med / peak:.0%} of peak")
+    print(f"RATIO stock/chunked: {statistics.median(times['stock']) / statistics.median(times['chunked']):.2f}x")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--image-size", type=int, default=256)
@@ -72,8 +119,12 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--encoder", action="store_true", help="time the image encoder alone: stock vs chunked attention")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.encoder:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        return encoder_bench(args)
     from medkt.segmentation.sam_segmenter import SamConfig, SamSegmenter
     model = build(args.image_size)
     seg = SamSegmenter(model, SamConfig(model="random", keep_components=False, embed_batch_size=args.images))

@@ -151,7 +151,7 @@ def reference(seg, slices, cfg, device: str) -> tuple[list, list, list]:
             continue
         mask = np.zeros(im.shape[:2], bool)
         for b in p.boxes:  # SAM re-encodes the slice for every prompt (set_image + predict per box)
-            item = seg.sam.embed([im])[0]
+            item = seg.sam.embed([im], attention="stock")[0]  # segment_anything as released
             m = seg.sam.decode(item, Prompts(b[None], None, None, n_components=0)).mask
             mask |= m
         if cfg.sam.keep_components and p.n_components > 0:

@@ -121,9 +121,15 @@ class SamModel(nn.Module):
         x = F.pad((x - mean) / std, (0, s - nw, 0, s - nh))
         return PreparedImage(x.to(self.device), (h, w), (nh, nw))
 
-    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, S, S]`` prepared pixels → image embeddings ``[B, C, S/16, S/16]``."""
-        return self.sam.image_encoder(pixels)
+    def embed(self, pixels: torch.Tensor, *, attention: str = "chunked") -> torch.Tensor:
+        """``[B, 3, S, S]`` prepared pixels → image embeddings ``[B, C, S/16, S/16]``.
+
+        ``attention="chunked"`` computes attention a chunk of queries at a time where that is
+        exact (CPU inference; :mod:`medkt.models.sam_encoder`), ``"stock"`` runs
+        segment_anything's encoder forward as is.
+        """
+        from medkt.models.sam_encoder import encode
+        return encode(self.sam.image_encoder, pixels, attention=attention)
 
     # ------------------------------------------------------------------ prompts
     def _scale(self, prep: PreparedImage) -> tuple[float, float]:

@@ -47,10 +47,12 @@ class SamConfig:
     keep_components: bool = True
     embed_batch_size: int | None = None  # None: 1 on the CPU, 8 on a GPU (see embed_batch)
     amp: str = "none"
+    attention: str = "chunked"  # chunked: same maths, chunked queries on CPU (models/sam_encoder.py); stock
 
     def validate(self) -> "SamConfig":
         look_up("multimask selection", self.select, SELECTORS)
         look_up("sam.amp", self.amp, {"none": "none", "bf16": "bf16"})
+        look_up("sam.attention", self.attention, {"chunked": "chunked", "stock": "stock"})
         if self.embed_batch_size is not None and self.embed_batch_size < 1:
             raise ConfigError("sam.embed_batch_size must be ≥ 1.")
         return self
@@ -145,15 +147,18 @@ class SamSegmenter:
         return 1 if self.model.device.type == "cpu" else 8
 
     @torch.no_grad()
-    def embed(self, images: Sequence) -> list[Embedded]:
-        """Encode images (``H×W`` / ``H×W×C`` arrays, see :mod:`medkt.models.sam`) in batches."""
+    def embed(self, images: Sequence, *, attention: str | None = None) -> list[Embedded]:
+        """Encode images (``H×W`` / ``H×W×C`` arrays, see :mod:`medkt.models.sam`) in batches.
+
+        ``attention`` overrides ``sam.attention`` (``"chunked"`` / ``"stock"``) for this call.
+        """
         out: list[Embedded] = []
         bs = self.embed_batch()
         for start in range(0, len(images), bs):
             preps = [self.model.prepare_image(im) for im in images[start:start + bs]]
             pixels = torch.cat([p.pixels for p in preps])
             with autocast(pixels.device, self.cfg.amp):  # bf16 encoder; decoding stays float32
-                emb = self.model.embed(pixels).float()
+                emb = self.model.embed(pixels, attention=attention or self.cfg.attention).float()
             self.encoder_calls += len(preps)
             out.extend(Embedded(p, emb[i:i + 1]) for i, p in enumerate(preps))
         return out

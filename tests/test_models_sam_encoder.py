@@ -1,0 +1,108 @@
+"""Query-chunked SAM attention equals segment_anything's own forward (medkt/models/sam_encoder.py)."""
+import numpy as np
+import pytest
+import torch
+from segment_anything.modeling.image_encoder import Attention
+
+from medkt.errors import ConfigError
+from medkt.models import create_model
+from medkt.models.sam import build_sam_module
+from medkt.models.sam_encoder import chunked_attention, encode, supports_chunked
+
+
+def _randomise_rel_pos(encoder, seed=0):
+    """SAM initialises the relative-position tables to zero; real checkpoints are not zero."""
+    g = torch.Generator().manual_seed(seed)
+    for blk in encoder.blocks:
+        for p in (blk.attn.rel_pos_h, blk.attn.rel_pos_w):
+            p.data = torch.randn(p.shape, generator=g) * 0.5
+
+
+def _rel_close(a, b, tol=1e-5):
+    return float((a - b).abs().max() / b.abs().max()) < tol
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
+def test_attention_equals_stock(chunk):
+    torch.manual_seed(0)
+    att = Attention(48, num_heads=3, use_rel_pos=True, input_size=(9, 11)).eval()
+    torch.nn.init.normal_(att.rel_pos_h, std=0.5)
+    torch.nn.init.normal_(att.rel_pos_w, std=0.5)
+    x = torch.randn(2, 9, 11, 48)
+    with torch.no_grad():
+        assert _rel_close(chunked_attention(att, x, chunk), att(x))
+
+
+def test_attention_without_rel_pos():
+    torch.manual_seed(0)
+    att = Attention(32, num_heads=4, use_rel_pos=False).eval()
+    x = torch.randn(1, 6, 6, 32)
+    with torch.no_grad():
+        assert _rel_close(chunked_attention(att, x, 5), att(x))
+
+
+def test_tiny_sam_encoder_equals_stock_with_window_padding():
+    # 224 px / patch 16 = 14 tokens a side, window 4 → padded to 16: exercises partition + unpartition
+    sam = build_sam_module(image_size=224, encoder_embed_dim=64, encoder_depth=3, encoder_num_heads=2,
+                           window_size=4, global_attn_indexes=(1,), prompt_embed_dim=32, mask_in_chans=8,
+                           decoder_mlp_dim=64, decoder_heads=2, iou_head_hidden_dim=64)
+    enc = sam.image_encoder
+    _randomise_rel_pos(enc)
+    assert supports_chunked(enc)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = enc(x)
+        got = encode(enc, x, chunk=5)
+    assert got.shape == ref.shape == (2, 32, 14, 14)
+    assert _rel_close(got, ref)
+
+
+def test_vit_b_global_block_size():
+    """A ViT-B-sized global attention (768 channels, 12 heads) on a 24×24 grid, default chunk."""
+    torch.manual_seed(0)
+    att = Attention(768, num_heads=12, use_rel_pos=True, input_size=(24, 24)).eval()
+    torch.nn.init.normal_(att.rel_pos_h, std=0.02)
+    torch.nn.init.normal_(att.rel_pos_w, std=0.02)
+    x = torch.randn(1, 24, 24, 768)
+    with torch.no_grad():
+        assert _rel_close(chunked_attention(att, x), att(x))
+
+
+def test_falls_back_where_not_exact_or_safe():
+    m = create_model("tiny-sam")
+    enc = m.sam.image_encoder
+    x = torch.randn(1, 3, m.image_size, m.image_size)
+    # autograd on: the stock forward runs, so gradients reach the input
+    x.requires_grad_(True)
+    encode(enc, x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # an encoder that is not segment_anything's own class is run as is
+    wrapped = torch.nn.Sequential(torch.nn.Identity())
+    assert not supports_chunked(wrapped)
+    with torch.no_grad():
+        assert torch.equal(encode(wrapped, x.detach()), x.detach())
+
+
+def test_segmenter_masks_equal_between_attention_modes():
+    from medkt.segmentation.prompts import Prompts
+    from medkt.segmentation.sam_segmenter import SamConfig, SamSegmenter
+    m = create_model("tiny-sam")
+    _randomise_rel_pos(m.sam.image_encoder)
+    rng = np.random.default_rng(0)
+    images = [rng.random((96, 120)).astype(np.float32) for _ in range(2)]
+    prompts = [Prompts(np.array([[10, 12, 70, 80]], np.float32), None, None, "ok", n_components=0)] * 2
+    out = {}
+    for mode in ("chunked", "stock"):
+        seg = SamSegmenter(m, SamConfig(model="tiny-sam", attention=mode, keep_components=False))
+        emb = seg.embed(images)
+        out[mode] = ([e.embedding for e in emb], [o.mask for o in seg.segment(images, prompts)])
+    for a, b in zip(out["chunked"][0], out["stock"][0]):
+        assert _rel_close(a, b)
+    for a, b in zip(out["chunked"][1], out["stock"][1]):
+        assert (a == b).mean() > 0.999
+
+
+def test_config_rejects_unknown_attention():
+    from medkt.segmentation.sam_segmenter import SamConfig
+    with pytest.raises(ConfigError, match="sam.attention"):
+        SamConfig(attention="flash").validate()

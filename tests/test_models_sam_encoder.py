@@ -22,15 +22,16 @@ def _rel_close(a, b, tol=1e-5):
     return float((a - b).abs().max() / b.abs().max()) < tol
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
-def test_attention_equals_stock(chunk):
+@pytest.mark.parametrize("budget", [1, 7 * 99, 99 * 99, 3 * 99 * 99, 10 ** 7])
+def test_attention_equals_stock(budget):
+    """Budgets: one row, 7-row chunks, one head per pass, 3 heads per pass, everything at once."""
     torch.manual_seed(0)
     att = Attention(48, num_heads=3, use_rel_pos=True, input_size=(9, 11)).eval()
     torch.nn.init.normal_(att.rel_pos_h, std=0.5)
     torch.nn.init.normal_(att.rel_pos_w, std=0.5)
     x = torch.randn(2, 9, 11, 48)
     with torch.no_grad():
-        assert _rel_close(chunked_attention(att, x, chunk), att(x))
+        assert _rel_close(chunked_attention(att, x, budget), att(x))
 
 
 def test_attention_without_rel_pos():
@@ -52,13 +53,13 @@ def test_tiny_sam_encoder_equals_stock_with_window_padding():
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = enc(x)
-        got = encode(enc, x, chunk=5)
+        got = encode(enc, x, budget=5 * 16)  # 5 query rows per pass in the global block
     assert got.shape == ref.shape == (2, 32, 14, 14)
     assert _rel_close(got, ref)
 
 
 def test_vit_b_global_block_size():
-    """A ViT-B-sized global attention (768 channels, 12 heads) on a 24×24 grid, default chunk."""
+    """A ViT-B-sized global attention (768 channels, 12 heads) on a 24×24 grid, default budget."""
     torch.manual_seed(0)
     att = Attention(768, num_heads=12, use_rel_pos=True, input_size=(24, 24)).eval()
     torch.nn.init.normal_(att.rel_pos_h, std=0.02)

@@ -68,6 +68,25 @@ def subset_inversion(inv: InversionResult, names) -> InversionResult:
                            seconds=inv.seconds, resumed=[n for n in inv.resumed if n in names])
 
 
+def inversion_for(model, cset, cfg, *, images: InversionResult | None, inv_dir: Path | None, resume: bool,
+                  progress: bool, subset: bool = False) -> tuple[InversionResult, str]:
+    """The images to fine-tune on and their kind: ``images`` as given (``"given"``; only the
+    concepts of ``cset`` when ``subset``), the noise control (``"noise_control"``, saved under
+    ``inv_dir``), or an inversion of ``cset`` (``"inversion"``, resumable in ``inv_dir``)."""
+    if images is not None:
+        return (subset_inversion(images, cset.names) if subset else images), "given"
+    if cfg.noise_control:
+        inv = noise_result(model, cset, cfg)
+        if inv_dir is not None and cfg.save_images:
+            for c in cset:
+                O.save_concept(inv_dir, c.slug, inv.for_concept(c.name), captions=[], layer=None,
+                               info={"noise_control": True}, fingerprint="noise")
+        return inv, "noise_control"
+    from medkt.transfer import inversion  # looked up at call time (tests count the calls)
+    return inversion.invert(model, cset, cfg.inversion, seed=cfg.seed, out_dir=inv_dir, resume=resume,
+                            progress=progress), "inversion"
+
+
 def learn(model, concepts, config=None, out_dir=None, *, images: InversionResult | None = None,
           overrides: list[str] | None = None, lr: float | None = None, inplace: bool = False,
           resume: bool = False, overwrite: bool = False, progress: bool = True) -> TransferResult:
@@ -96,17 +115,8 @@ def learn(model, concepts, config=None, out_dir=None, *, images: InversionResult
     seed_everything(cfg.seed)
     inv_dir = O.inversion_dir(out) if out is not None else None
     with record.timer("inversion_s"):
-        if images is not None:
-            inv, kind = images, "given"
-        elif cfg.noise_control:
-            inv, kind = noise_result(model, cset, cfg), "noise_control"
-            if inv_dir is not None and cfg.save_images:
-                for c in cset:
-                    O.save_concept(inv_dir, c.slug, inv.for_concept(c.name), captions=[], layer=None,
-                                   info={"noise_control": True}, fingerprint="noise")
-        else:
-            inv, kind = invert(model, cset, cfg.inversion, seed=cfg.seed, out_dir=inv_dir, resume=resume,
-                               progress=progress), "inversion"
+        inv, kind = inversion_for(model, cset, cfg, images=images, inv_dir=inv_dir, resume=resume,
+                                  progress=progress)
     record.extra["inversion"] = P._inversion_summary(inv, kind, inv_dir)
     target = model if inplace else copy.deepcopy(model)
     fp = P.finetune_fingerprint(model, cfg, cset.names, kind, digest)

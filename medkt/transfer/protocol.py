@@ -338,21 +338,10 @@ def concept_job(base, cset: ConceptSet, *, cfg: TransferConfig, lrs: Sequence[fl
     stage seconds (``inversion_s``, ``finetune_s``).  :func:`run` calls it once for the whole
     set; ``--executor ray`` calls it once per concept on the workers.
     """
-    from medkt.transfer.api import noise_result, subset_inversion
-    from medkt.transfer.inversion import invert as _invert
-    inv_dir = O.inversion_dir(out) if out is not None else None
+    from medkt.transfer.api import inversion_for, subset_inversion
     t0 = time.perf_counter()
-    if images is not None:
-        inv, kind = subset_inversion(images, cset.names), "given"
-    elif cfg.noise_control:
-        inv, kind = noise_result(base, cset, cfg), "noise_control"
-        if inv_dir is not None and cfg.save_images:
-            for c in cset:
-                O.save_concept(inv_dir, c.slug, inv.for_concept(c.name), captions=[], layer=None,
-                               info={"noise_control": True}, fingerprint="noise")
-    else:
-        inv, kind = _invert(base, cset, cfg.inversion, seed=cfg.seed, out_dir=inv_dir, resume=resume,
-                            progress=progress), "inversion"
+    inv, kind = inversion_for(base, cset, cfg, images=images, inv_dir=O.inversion_dir(out) if out is not None else None,
+                              resume=resume, progress=progress, subset=True)
     t1 = time.perf_counter()
     groups = [[c] for c in cset] if protocol == "per-concept" else [list(cset)]
     fts = []

@@ -3,7 +3,8 @@ synthetic 512x512 CT volume, against a MedCLIP-SAMv2-style pipeline on the same 
 
 medkt arm: :func:`medkt.segment` on a NIfTI file written here (read → CT window → slices →
 batched M2IB with cached prefix and frozen weights → k-means coarse mask → box prompts → SAM
-encoder batched across slices, every prompt decoded from one embedding → masks written).
+encoder batched across slices with query-chunked attention (``sam.attention: chunked``), every
+prompt decoded from one embedding → masks written).
 Per-stage seconds per slice are the case row's own stage timings (read, prepare, M2IB,
 post-process, SAM encode, SAM decode, write: what ``run.json`` and ``cases.csv`` record);
 "rest" is the remainder of the wall time (slicing, reassembly, the air check, bookkeeping).
@@ -12,7 +13,10 @@ Reference arm, written the way MedCLIP-SAMv2 runs: per slice, M2IB recomputes th
 vision tower on ``samples`` copies with the bottleneck hooked in, re-encodes the text every
 step, and back-propagates with the weights' gradients on (``benchmarks/bench_m2ib.py``'s
 ``naive_m2ib``); the same post-processing and prompts; then SAM re-encodes the slice for
-every box prompt.  Same slices, same intensities, same noise seeds: the saliency maps must agree
+every box prompt with segment_anything's encoder as released.  ``--reference-slices K`` runs the
+reference on K evenly spaced slices only (the ratio is then per slice: at 146 s/slice on one core
+the reference would take 6.5 h for 160 slices).  Same slices, same intensities, same noise seeds:
+the saliency maps must agree
 (Pearson r ≥ 0.999) and so must the coarse masks (IoU ≥ 0.99); final SAM masks IoU ≥ 0.95
 (boxes can move by a pixel, see the printed note); the script exits 1 otherwise.
 
@@ -57,6 +61,9 @@ def parse(argv):
     ap.add_argument("--reference-slices", type=int, default=None,
                     help="run the reference on this many evenly spaced slices of the volume (default: all) and "
                          "compare per slice; the ratio is then reference s/slice over medkt s/slice")
+    ap.add_argument("--precision-check", action="store_true",
+                    help="also run the reference M2IB in float64 on the first reference slice and print how close "
+                         "each float32 arm's map is to it (the reference's own rounding sensitivity)")
     ap.add_argument("--flops", action="store_true", help="count the medkt arm's FLOPs on its first batch "
                     "(FlopCounterMode) and report FLOP/s against a measured matmul peak")
     ap.add_argument("--meta-flops", action="store_true", help="only count both arms' FLOPs per slice on the "
@@ -162,6 +169,29 @@ def reference(seg, slices, cfg, device: str) -> tuple[list, list, list]:
         masks.append(mask)
         sync(device)
     return maps, coarses, masks
+
+
+def precision_check(seg, image, cfg, med_map) -> tuple[float, float]:
+    """Reference M2IB in float32 and float64 on one slice → (r(ref32, ref64), r(medkt32, ref64)).
+
+    M2IB's Adam (lr 1) moves every α element by about ±1 per step whatever its gradient's size,
+    so elements whose gradient is near zero follow float rounding; this measures how much that
+    moves the reference's own map."""
+    import copy
+
+    import numpy as np
+    import torch
+    from bench_m2ib import naive_m2ib
+    from medkt.segmentation.saliency import minmax
+    pixels, (geo,) = seg.saliency.prepare([image])
+    maps = {}
+    for dt in (torch.float32, torch.float64):
+        model = copy.deepcopy(seg.model).to(dt)
+        grid = naive_m2ib(model, pixels.to(dt), cfg.prompt, cfg.m2ib, [cfg.m2ib.seed]).float().cpu()
+        maps[dt] = minmax(geo.grid_to_image(grid))[0].numpy().ravel()
+        del model
+    r = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
+    return r(maps[torch.float32], maps[torch.float64]), r(med_map.ravel(), maps[torch.float64])
 
 
 def iou(a, b) -> float:
@@ -370,6 +400,10 @@ def main(argv=None) -> int:
     print(f"saliency maps (min-max): Pearson r {r_sal:.6f}, max |diff| {d_sal:.2e}; coarse masks IoU min "
           f"{c_iou:.4f}; SAM masks: {len(ious)} non-empty slices, IoU min {agree:.4f}"
           + (f", median {statistics.median(ious):.4f}" if ious else ""))
+    if args.precision_check:
+        r32, rmed = precision_check(seg, pairs[pick[0]][1], cfg, med_maps[0])
+        print(f"precision check, slice {pick[0]}: Pearson r to the float64 reference map: reference float32 "
+              f"{r32:.6f}, medkt float32 {rmed:.6f}")
     print("(boxes come from the coarse masks, so a pixel flipped by float rounding at the k-means boundary can move a "
           "box by a pixel; a random-weight SAM is sensitive to that: judge agreement on the maps and coarse masks)")
     print(f"RATIO reference/medkt end to end, per slice: {(wall_r / nr) / (wall_m / n):.2f}x wall (goal >= 8x on "

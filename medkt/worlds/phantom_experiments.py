@@ -44,6 +44,7 @@ class PhantomSettings:
     m2ib_samples: int = 10
     m2ib_layer: int | None = 1
     m2ib_feature_norm: str = "image"
+    m2ib_shifts: tuple = ()  # m2ib.shifts: ((dy, dx), ...) model-input px; () = off
     segment_overrides: list = field(default_factory=list)  # dotted SegmentConfig overrides after the defaults
     kt_lrs: tuple = (1e-4, 3e-4, 1e-3)
     kt_variants: tuple = ("paper", "name-prompts")
@@ -60,6 +61,8 @@ def segment_config(s: PhantomSettings):
           "sam.model=phantom-sam"]
     if s.m2ib_layer is not None:
         ov.append(f"m2ib.layer={s.m2ib_layer}")
+    if s.m2ib_shifts:
+        ov.append("m2ib.shifts=[" + ",".join(f"[{int(dy)},{int(dx)}]" for dy, dx in s.m2ib_shifts) + "]")
     return load_segment_config(None, ov + list(s.segment_overrides), model="phantom-clip", seed=s.seed)
 
 

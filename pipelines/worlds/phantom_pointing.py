@@ -1,7 +1,8 @@
 """Recipe: where the saliency maximum lands when the pointing game misses (issue 16).
 
     python pipelines/worlds/phantom_pointing.py -o OUT [--n 72] [--eval-seed 4242] [--mods us,mri]
-        [--set m2ib_beta=10] [--blur CELLS] [--shifts DY:DX,...] [--threads 1]
+        [--set m2ib_beta=10] [--override postprocess.percentile=95] [--blur CELLS] [--shifts DY:DX,...]
+        [--threads 1]
 
 Runs the phantom pipeline (``medkt.worlds.phantom_experiments.run_pipeline``, defaults of the
 ``phantom`` preset) on the seen findings and, for every missed case, records where the map's
@@ -85,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-seed", type=int, default=4242, help="4242 validation (default), 777 test")
     ap.add_argument("--mods", default="ct,cxr,us,mri")
     ap.add_argument("--set", action="append", default=[], help="PhantomSettings field=value, e.g. m2ib_beta=10")
+    ap.add_argument("--override", action="append", default=[],
+                    help="dotted SegmentConfig override after the preset, e.g. postprocess.percentile=95")
     ap.add_argument("--blur", type=float, default=0.0, help="Gaussian sigma in patch cells (diagnostic)")
     ap.add_argument("--shifts", default="", help="m2ib.shifts as DY:DX,..., e.g. 0:0,0:4,4:0,4:4 (model-input px)")
     ap.add_argument("--threads", type=int, default=1)
@@ -105,6 +108,8 @@ def main(argv=None) -> int:
     for kv in args.set:
         k, v = kv.split("=", 1)
         s = replace(s, **{k: type(getattr(s, k) if getattr(s, k) is not None else 0)(v)})
+    if args.override:
+        s = replace(s, segment_overrides=list(s.segment_overrides) + list(args.override))
     shifts = parse_shifts(args.shifts)
     if shifts:
         s = replace(s, m2ib_shifts=shifts)
@@ -128,7 +133,8 @@ def main(argv=None) -> int:
             print(f"{mod}: pointing {r['pointing']:.1f} ({hits}/{args.n})", flush=True)
     misses = [c for c in cases if not c["hit"]]
     md = [f"# Pointing diagnosis\n\n{args.n} phantoms per finding, eval seed {args.eval_seed}, blur {args.blur}, "
-          f"shifts {shifts or 'none'}, settings {args.set or 'preset'}, {args.threads} thread(s).\n",
+          f"shifts {shifts or 'none'}, settings {args.set or 'preset'}, overrides {args.override or 'none'}, "
+          f"{args.threads} thread(s).\n",
           R.markdown_table(["modality"] + R.SEG_HEADER[1:] + ["hits"], summary),
           "## Misses\n\n" + R.markdown_table(
               ["modality", "case", "max (row, col)", "px to GT", "under the max", "best in-GT value, % of max", "DSC"],

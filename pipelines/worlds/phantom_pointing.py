@@ -13,7 +13,10 @@ the global maximum (near 1: a near tie between neighbouring tokens).
 
 ``--shifts DY:DX,...`` sets the M2IB option ``m2ib.shifts`` (shift averaging, model-input px;
 docs/segmentation.md): M2IB on shifted copies of the model input, each map shifted back,
-averaged (half-patch shifts: a finer effective grid).
+averaged (a finer effective grid).  Without it the preset's shifts apply (quarter patch:
+0:0,0:2,2:0,2:2); ``--shifts 0:0`` gives the plain map (the previous preset:
+``--set m2ib_beta=3 --shifts 0:0``).  ``--override KEY=VALUE`` adds a dotted SegmentConfig
+override (e.g. ``postprocess.percentile=95``).
 
 Diagnostic map variant (not a pipeline option; applied to the saliency map inside this process
 only, and the whole pipeline then runs on the changed map): ``--blur CELLS``, a Gaussian blur

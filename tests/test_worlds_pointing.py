@@ -31,18 +31,17 @@ def test_miss_info_locates_the_maximum(pp):
     assert info["where"] == "border" and info["dist_px"] == pytest.approx(np.hypot(10 - 1, 30 - 19), abs=0.05)  # to (10, 19)
 
 
-def test_shift_moves_content_and_back(pp):
-    a = np.arange(64, dtype=np.float32).reshape(8, 8)
-    s = pp._shift(a, 2, -1)
-    assert s.shape == a.shape and s[5, 3] == a[3, 4]  # content moved 2 down, 1 left
-    back = pp._shift(s, -2, 1)
-    assert np.array_equal(back[:6, 1:], a[:6, 1:])  # all but the replicated edge comes back
+def test_shifts_flag_becomes_the_m2ib_option(pp):
+    from medkt.worlds.phantom_experiments import PhantomSettings, segment_config
+    shifts = pp.parse_shifts("0:0,0:4,-4:2")
+    assert shifts == ((0, 0), (0, 4), (-4, 2))
+    assert segment_config(PhantomSettings(m2ib_shifts=shifts)).m2ib.shifts == [[0, 0], [0, 4], [-4, 2]]
 
 
 def test_map_variant_restores_the_engine(pp):
     from medkt.segmentation.saliency import SaliencyEngine
     orig = SaliencyEngine.__call__
-    with pp.map_variant(blur=0.5, shifts=[(0, 0), (4, 4)]):
+    with pp.map_variant(blur=0.5):
         assert SaliencyEngine.__call__ is not orig
     assert SaliencyEngine.__call__ is orig
     with pp.map_variant():  # no variant: nothing patched

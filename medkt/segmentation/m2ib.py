@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -63,6 +63,10 @@ class M2IBConfig:
     (each with its own α).  ``resize``: how an image becomes the square model input —
     ``letterbox`` (pad right/bottom, default, geometry-preserving), ``squash`` or
     ``center_crop`` (CLIP convention; the map is placed back inside the crop box).
+    ``shifts``: shift averaging, ``[[dy, dx], ...]`` in pixels of the model input (default
+    ``[]``: off).  M2IB runs on each shifted copy (content moved ``dy`` down, ``dx`` right,
+    edges replicated), each map is shifted back onto the original grid and the maps are
+    averaged before min-max (:class:`~medkt.segmentation.saliency.SaliencyEngine`).
     """
 
     beta: float = 0.1
@@ -82,6 +86,7 @@ class M2IBConfig:
     text_layer: int | None = None
     noise: str = "cpu"
     amp: str = "none"
+    shifts: list[list[int]] = field(default_factory=list)
 
     def validate(self) -> "M2IBConfig":
         if self.feature_norm not in FEATURE_NORMS:
@@ -93,7 +98,33 @@ class M2IBConfig:
                               f"(got {self.steps}, {self.samples}, {self.batch_size}).")
         if self.beta < 0:
             raise ConfigError(f"m2ib.beta must be ≥ 0, got {self.beta}.")
+        self.shifts = validate_shifts(self.shifts)
         return self
+
+
+def validate_shifts(shifts) -> list[list[int]]:
+    """``m2ib.shifts`` as ``[[dy, dx], ...]`` integer pairs, each listed once.
+
+    Raises:
+        ConfigError: not a list of integer pairs, or a pair listed twice.
+    """
+    hint = "write e.g. --set 'm2ib.shifts=[[0,0],[0,4],[4,0],[4,4]]' (model-input pixels; [] = off)"
+    if shifts is None:
+        return []
+    if isinstance(shifts, (str, bytes)) or not isinstance(shifts, (list, tuple)):
+        raise ConfigError(f"m2ib.shifts must be a list of [dy, dx] pairs, got {shifts!r}.", hint=hint)
+    out = []
+    for item in shifts:
+        ok = isinstance(item, (list, tuple)) and len(item) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in item)
+        if not ok:
+            raise ConfigError(f"m2ib.shifts entry {item!r} is not a pair of integers [dy, dx].", hint=hint)
+        pair = [int(item[0]), int(item[1])]
+        if pair in out:
+            raise ConfigError(f"m2ib.shifts lists {pair} twice (each shift would be weighted by its count).",
+                              hint="list each shift once")
+        out.append(pair)
+    return out
 
 
 def resolve_layer(layer: int | None, depth: int, *, what: str = "m2ib.layer") -> int:

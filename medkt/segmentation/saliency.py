@@ -13,6 +13,16 @@ maps a patch-grid map back onto the original pixels:
 
 :class:`SaliencyEngine` wraps a model: text embeddings cached per prompt, images batched
 ``cfg.batch_size`` at a time, one noise seed per image.
+
+Shift averaging (``m2ib.shifts: [[dy, dx], ...]``, model-input pixels, default off): M2IB runs
+on each shifted copy of the model input — the copy's pixel ``(y, x)`` shows the input's
+``(y − dy, x − dx)``, i.e. content moves ``dy`` down and ``dx`` right, and the rows / columns
+uncovered at the edge repeat the edge pixels (replicate) — with the image's own seed; each
+copy's patch-grid map is then read back at the shifted position (the original's pixel at
+model coordinate ``u`` takes the copy's map at ``u + d``, bilinear on the cell centres,
+coordinates clamped to the outermost cell centres — the same edge rule as the plain
+upsampling), and the maps on the original pixels are averaged before min-max.  Shifts of half
+a patch give the map a finer effective grid.  A lone ``[0, 0]`` gives the plain map.
 """
 from __future__ import annotations
 
@@ -52,21 +62,35 @@ class SquareGeometry:
         side = min(self.height, self.width)
         return (self.height - side) // 2, (self.width - side) // 2, side, side
 
-    def grid_to_image(self, grid: torch.Tensor) -> torch.Tensor:
-        """Map ``[B, gh, gw]`` (model-input frame) → ``[B, H, W]`` on the original pixels."""
+    def grid_to_image(self, grid: torch.Tensor, shift: Sequence[int] = (0, 0)) -> torch.Tensor:
+        """Map ``[B, gh, gw]`` (model-input frame) → ``[B, H, W]`` on the original pixels.
+
+        ``shift = (dy, dx)`` (model-input pixels): ``grid`` was computed on a copy whose content
+        was moved by ``(dy, dx)``; the map is read back at the shifted position, so it lands on
+        the original pixels (see the module docstring).  ``(0, 0)``: plain bilinear upsampling.
+        """
         g = grid[:, None].float()
         h, w = self.height, self.width
         if self.mode == "squash":
-            return F.interpolate(g, size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+            return self._upsample(g, (h, w), shift)
         if self.mode == "letterbox":
             side = max(h, w)
-            out = F.interpolate(g, size=(side, side), mode="bilinear", align_corners=False)
-            return out[:, 0, :h, :w]
+            return self._upsample(g, (side, side), shift)[:, :h, :w]
         top, left, side, _ = self.crop_box()
-        inner = F.interpolate(g, size=(side, side), mode="bilinear", align_corners=False)[:, 0]
+        inner = self._upsample(g, (side, side), shift)
         out = inner.new_zeros(grid.shape[0], h, w)
         out[:, top:top + side, left:left + side] = inner
         return out
+
+    def _upsample(self, g: torch.Tensor, out: tuple[int, int], shift: Sequence[int]) -> torch.Tensor:
+        """``[B, 1, gh, gw]`` over the ``size²`` model input → ``[B, oh, ow]`` over the same extent."""
+        dy, dx = (int(v) for v in shift)
+        if dy == 0 and dx == 0:
+            return F.interpolate(g, size=out, mode="bilinear", align_corners=False)[:, 0]
+        gh, gw = g.shape[-2:]
+        wy = _shifted_bilinear(out[0], gh, dy * gh / self.size).to(g)
+        wx = _shifted_bilinear(out[1], gw, dx * gw / self.size).to(g)
+        return torch.einsum("yi,bij,xj->byx", wy, g[:, 0], wx)
 
     def point_to_model(self, x: float, y: float) -> tuple[float, float]:
         """Original-pixel point ``(x, y)`` → model-input pixels (letterbox / squash)."""
@@ -77,6 +101,37 @@ class SquareGeometry:
             return x * self.size / self.width, y * self.size / self.height
         top, left, side, _ = self.crop_box()
         return (x - left) * self.size / side, (y - top) * self.size / side
+
+
+def _shifted_bilinear(n_out: int, n_grid: int, offset: float) -> torch.Tensor:
+    """Bilinear weights ``[n_out, n_grid]``: output pixel ``q`` samples the grid at cell coordinate
+    ``(q + 0.5)·n_grid/n_out − 0.5 + offset`` (``align_corners=False`` centres), clamped to
+    ``[0, n_grid − 1]``; ``offset`` in cells."""
+    c = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * n_grid / n_out - 0.5 + offset).clamp(0, n_grid - 1)
+    i0 = c.floor().long().clamp(max=n_grid - 1)
+    i1 = (i0 + 1).clamp(max=n_grid - 1)
+    frac = c - i0
+    wts = torch.zeros(n_out, n_grid, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    wts.index_put_((rows, i0), 1 - frac, accumulate=True)
+    wts.index_put_((rows, i1), frac, accumulate=True)
+    return wts
+
+
+def shift_content(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``[..., H, W]`` with its content moved ``dy`` down and ``dx`` right (same shape): output
+    ``(y, x)`` = input ``(y − dy, x − dx)``, uncovered rows / columns replicate the edge."""
+    if dy == 0 and dx == 0:
+        return x
+    h, w = x.shape[-2:]
+    if abs(dy) >= h or abs(dx) >= w:
+        raise ConfigError(f"m2ib.shifts entry [{dy}, {dx}] moves the whole {h}×{w} model input out of view.",
+                          hint="use shifts smaller than the model input (e.g. half a patch)")
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, 1, h, w)
+    p = max(abs(dy), abs(dx))
+    pad = F.pad(flat, (p, p, p, p), mode="replicate")
+    return pad[..., p - dy:p - dy + h, p - dx:p - dx + w].reshape(*lead, h, w)
 
 
 def minmax(m: torch.Tensor) -> torch.Tensor:
@@ -91,7 +146,9 @@ def minmax(m: torch.Tensor) -> torch.Tensor:
 @dataclass
 class SaliencyResult:
     """One image's saliency: ``map`` ``H×W`` float32 in [0, 1] (min-max) on the original
-    pixels, ``raw`` the un-normalised KL map ``H×W`` (nats), ``grid`` the patch-grid KL map."""
+    pixels, ``raw`` the un-normalised KL map ``H×W`` (nats; with ``m2ib.shifts`` the mean over
+    the shifted copies), ``grid`` the patch-grid KL map ``[gh, gw]`` (with ``m2ib.shifts``:
+    ``[K, gh, gw]``, one per shift, each in its copy's frame)."""
 
     map: np.ndarray
     raw: np.ndarray
@@ -112,6 +169,11 @@ class SaliencyEngine:
         self.model = model
         self.cfg = (cfg or M2IBConfig()).validate()
         self._text_cache: dict[str, torch.Tensor] = {}
+        size = int(getattr(model, "image_size", 0) or 0)
+        for dy, dx in self.cfg.shifts:
+            if size and (abs(dy) >= size or abs(dx) >= size):
+                raise ConfigError(f"m2ib.shifts entry [{dy}, {dx}] is not smaller than the model's "
+                                  f"{size}×{size} input.", hint="use shifts of a fraction of a patch")
 
     def text_embedding(self, prompt: str) -> torch.Tensor:
         """Normalised text embedding ``[1, D]``, computed once per prompt string."""
@@ -143,13 +205,31 @@ class SaliencyEngine:
         for start in range(0, len(images), bs):
             chunk, sd = images[start:start + bs], seeds[start:start + bs]
             pixels, geoms = self.prepare(chunk)
-            grids = m2ib_visual(self.model, pixels, text, self.cfg, sd).cpu()
+            grids = self._grids(pixels, text, sd)  # [K, n, gh, gw]
             texts = m2ib_text(self.model, pixels, prompt, self.cfg, sd) if self.cfg.text_map \
                 else [None] * len(chunk)
-            for g, geo, s, tm in zip(grids, geoms, sd, texts):
-                raw = geo.grid_to_image(g[None])
+            for j, (geo, s, tm) in enumerate(zip(geoms, sd, texts)):
+                raw = torch.stack([geo.grid_to_image(g[j][None], d) for g, d in zip(grids, self._shifts())]).mean(0)
                 smap = minmax(raw) if self.cfg.normalize_map else raw
+                grid = grids[:, j] if self.cfg.shifts else grids[0, j]
                 out.append(SaliencyResult(map=smap[0].numpy().astype(np.float32),
                                           raw=raw[0].numpy().astype(np.float32),
-                                          grid=g.numpy().astype(np.float32), seed=int(s), text=tm))
+                                          grid=grid.numpy().astype(np.float32), seed=int(s), text=tm))
         return out
+
+    def _shifts(self) -> list[tuple[int, int]]:
+        return [(int(dy), int(dx)) for dy, dx in self.cfg.shifts] or [(0, 0)]
+
+    def _grids(self, pixels: torch.Tensor, text: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """Raw KL grids ``[K, N, gh, gw]`` of the ``K`` shifted copies of ``pixels`` ``[N, C, S, S]``.
+
+        The copies are just more images: each keeps its image's seed, and they go through
+        M2IB ``cfg.batch_size`` at a time.
+        """
+        shifts = self._shifts()
+        copies = torch.cat([shift_content(pixels, dy, dx) for dy, dx in shifts])
+        seeds = list(seeds) * len(shifts)
+        bs = self.cfg.batch_size
+        grids = torch.cat([m2ib_visual(self.model, copies[i:i + bs], text, self.cfg, seeds[i:i + bs]).cpu()
+                           for i in range(0, len(copies), bs)])
+        return grids.view(len(shifts), pixels.shape[0], *grids.shape[1:])

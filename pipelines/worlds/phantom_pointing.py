@@ -1,7 +1,8 @@
 """Recipe: where the saliency maximum lands when the pointing game misses (issue 16).
 
     python pipelines/worlds/phantom_pointing.py -o OUT [--n 72] [--eval-seed 4242] [--mods us,mri]
-        [--set m2ib_beta=10] [--blur CELLS] [--shifts DY:DX,...] [--threads 1]
+        [--set m2ib_beta=10] [--override postprocess.percentile=95] [--blur CELLS] [--shifts DY:DX,...]
+        [--threads 1]
 
 Runs the phantom pipeline (``medkt.worlds.phantom_experiments.run_pipeline``, defaults of the
 ``phantom`` preset) on the seen findings and, for every missed case, records where the map's
@@ -10,12 +11,16 @@ maximum lies: pixel (row, col), distance to the GT mask (px), the anatomy part u
 above / below it; below = the US posterior shadow side) and "border" (< 4 px from the edge), and the best in-GT value relative to
 the global maximum (near 1: a near tie between neighbouring tokens).
 
-Diagnostic map variants (not pipeline options; applied to the saliency map inside this process
-only, and the whole pipeline then runs on the changed map):
+``--shifts DY:DX,...`` sets the M2IB option ``m2ib.shifts`` (shift averaging, model-input px;
+docs/segmentation.md): M2IB on shifted copies of the model input, each map shifted back,
+averaged (a finer effective grid).  Without it the preset's shifts apply (quarter patch:
+0:0,0:2,2:0,2:2); ``--shifts 0:0`` gives the plain map (the previous preset:
+``--set m2ib_beta=3 --shifts 0:0``).  ``--override KEY=VALUE`` adds a dotted SegmentConfig
+override (e.g. ``postprocess.percentile=95``).
 
-* ``--blur CELLS``: Gaussian blur of the upsampled map, sigma = CELLS patch cells;
-* ``--shifts``: M2IB on copies of the image shifted by (dy, dx) px (edges replicated), each map
-  shifted back, averaged (half-patch shifts: a finer effective grid).
+Diagnostic map variant (not a pipeline option; applied to the saliency map inside this process
+only, and the whole pipeline then runs on the changed map): ``--blur CELLS``, a Gaussian blur
+of the upsampled map, sigma = CELLS patch cells.
 
 The pointing game is the standard one without tolerance: a hit when the map's maximum pixel
 lies inside the GT mask.  ``--eval-seed 4242`` = validation phantoms (choose there), 777 = test.
@@ -32,38 +37,29 @@ from dataclasses import asdict, replace
 import numpy as np
 
 
-def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Content moved by ``(dy, dx)`` px, edges replicated; same shape."""
-    h, w = a.shape[:2]
-    p = max(abs(dy), abs(dx))
-    pad = np.pad(a, [(p, p), (p, p)] + [(0, 0)] * (a.ndim - 2), mode="edge")
-    return pad[p - dy:p - dy + h, p - dx:p - dx + w]
+def parse_shifts(text: str) -> tuple:
+    """``"0:0,0:4"`` → ``((0, 0), (0, 4))`` (the ``m2ib.shifts`` pairs)."""
+    return tuple(tuple(int(v) for v in a.split(":")) for a in text.split(",") if a)
 
 
 @contextlib.contextmanager
-def map_variant(blur: float = 0.0, shifts: list | None = None):
-    """Temporarily change how SaliencyEngine forms its maps (see module docstring)."""
+def map_variant(blur: float = 0.0):
+    """Temporarily blur the maps SaliencyEngine returns (see module docstring)."""
     from scipy import ndimage as ndi
     from medkt.segmentation.saliency import SaliencyEngine
     orig = SaliencyEngine.__call__
 
     def call(self, images, prompt, seeds=None):
-        images = list(images)
-        acc, res = None, None
-        for dy, dx in shifts or [(0, 0)]:
-            res = orig(self, [_shift(np.asarray(im), dy, dx) for im in images], prompt, seeds)
-            raws = [_shift(r.raw, -dy, -dx).astype(np.float64) for r in res]
-            acc = raws if acc is None else [a + b for a, b in zip(acc, raws)]
-        for r, a in zip(res, acc):
-            a = a / len(shifts or [(0, 0)])
-            if blur > 0:
-                a = ndi.gaussian_filter(a, blur * max(a.shape) / r.grid.shape[-1], mode="nearest")
+        res = orig(self, images, prompt, seeds)
+        for r in res:
+            a = ndi.gaussian_filter(r.raw.astype(np.float64), blur * max(r.raw.shape) / r.grid.shape[-1],
+                                    mode="nearest")
             lo, hi = a.min(), a.max()
             r.raw = a.astype(np.float32)
             r.map = ((a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)).astype(np.float32)
         return res
 
-    if blur > 0 or shifts:
+    if blur > 0:
         SaliencyEngine.__call__ = call
     try:
         yield
@@ -93,8 +89,10 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-seed", type=int, default=4242, help="4242 validation (default), 777 test")
     ap.add_argument("--mods", default="ct,cxr,us,mri")
     ap.add_argument("--set", action="append", default=[], help="PhantomSettings field=value, e.g. m2ib_beta=10")
+    ap.add_argument("--override", action="append", default=[],
+                    help="dotted SegmentConfig override after the preset, e.g. postprocess.percentile=95")
     ap.add_argument("--blur", type=float, default=0.0, help="Gaussian sigma in patch cells (diagnostic)")
-    ap.add_argument("--shifts", default="", help="e.g. 0:0,0:4,4:0,4:4 (diagnostic)")
+    ap.add_argument("--shifts", default="", help="m2ib.shifts as DY:DX,..., e.g. 0:0,0:4,4:0,4:4 (model-input px)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
@@ -113,11 +111,15 @@ def main(argv=None) -> int:
     for kv in args.set:
         k, v = kv.split("=", 1)
         s = replace(s, **{k: type(getattr(s, k) if getattr(s, k) is not None else 0)(v)})
-    shifts = [tuple(int(v) for v in a.split(":")) for a in args.shifts.split(",") if a]
+    if args.override:
+        s = replace(s, segment_overrides=list(s.segment_overrides) + list(args.override))
+    shifts = parse_shifts(args.shifts)
+    if shifts:
+        s = replace(s, m2ib_shifts=shifts)
     rec = RunRecord("phantom-pointing", config={**vars(args), "settings": asdict(s)}, seed=s.seed)
     clip, sam = create_model("phantom-clip"), create_model("phantom-sam")
     summary, cases = [], []
-    with map_variant(args.blur, shifts):
+    with map_variant(args.blur):
         for mod in args.mods.split(","):
             finding = TARGET_FINDING[mod]
             ims, masks, _, parts = phantom_set(mod, finding, args.n, phantom_eval_seed(mod, finding, args.eval_seed),
@@ -134,7 +136,8 @@ def main(argv=None) -> int:
             print(f"{mod}: pointing {r['pointing']:.1f} ({hits}/{args.n})", flush=True)
     misses = [c for c in cases if not c["hit"]]
     md = [f"# Pointing diagnosis\n\n{args.n} phantoms per finding, eval seed {args.eval_seed}, blur {args.blur}, "
-          f"shifts {shifts or 'none'}, settings {args.set or 'preset'}, {args.threads} thread(s).\n",
+          f"shifts {shifts or 'none'}, settings {args.set or 'preset'}, overrides {args.override or 'none'}, "
+          f"{args.threads} thread(s).\n",
           R.markdown_table(["modality"] + R.SEG_HEADER[1:] + ["hits"], summary),
           "## Misses\n\n" + R.markdown_table(
               ["modality", "case", "max (row, col)", "px to GT", "under the max", "best in-GT value, % of max", "DSC"],

@@ -99,3 +99,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def brightness_m2ib(monkeypatch):
+    """Replace M2IB inside SaliencyEngine by 'where is it bright' (the input's mean brightness pooled
+    onto the patch grid), so that tests can follow a blob through the whole image path."""
+    import torch
+
+    import medkt.segmentation.saliency as sal
+
+    def fake_m2ib(model, pixels, text, cfg, seeds):
+        x01 = model.denormalize(pixels).mean(dim=1, keepdim=True)
+        lay = model.visual_layout(1)
+        return torch.nn.functional.adaptive_avg_pool2d(x01, (lay.grid_h, lay.grid_w))[:, 0]
+
+    monkeypatch.setattr(sal, "m2ib_visual", fake_m2ib)
+    return fake_m2ib

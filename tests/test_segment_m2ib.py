@@ -149,16 +149,8 @@ def test_squash_and_center_crop_geometry():
         SquareGeometry(10, 10, 64, "stretch")
 
 
-def test_engine_maps_a_blob_back_through_the_whole_image_path(clip, monkeypatch):
+def test_engine_maps_a_blob_back_through_the_whole_image_path(clip, brightness_m2ib):
     """SaliencyEngine wiring (letterbox in, grid map back) with M2IB replaced by 'where is it bright'."""
-    import medkt.segmentation.saliency as sal
-
-    def fake_m2ib(model, pixels, text, cfg, seeds):
-        x01 = model.denormalize(pixels).mean(dim=1, keepdim=True)
-        lay = model.visual_layout(1)
-        return torch.nn.functional.adaptive_avg_pool2d(x01, (lay.grid_h, lay.grid_w))[:, 0]
-
-    monkeypatch.setattr(sal, "m2ib_visual", fake_m2ib)
     h, w, cy, cx = 60, 100, 40, 85
     res = SaliencyEngine(clip, M2IBConfig(**CFG))([_blob_image(h, w, cy, cx, r=10)], "x")[0]
     assert res.map.shape == (h, w)

@@ -83,16 +83,8 @@ def test_shift_back_puts_the_map_on_the_original_pixels(mode, h, w, dy, dx):
         assert (wrong[sel] - plain[sel]).abs().max() > 1.0
 
 
-def test_engine_shift_average_keeps_a_blob_in_place(clip, monkeypatch):
+def test_engine_shift_average_keeps_a_blob_in_place(clip, brightness_m2ib):
     """Whole image path (letterbox, copies, shift back, average) with M2IB replaced by 'where is it bright'."""
-    import medkt.segmentation.saliency as sal
-
-    def fake_m2ib(model, pixels, text, cfg, seeds):
-        x01 = model.denormalize(pixels).mean(dim=1, keepdim=True)
-        lay = model.visual_layout(1)
-        return torch.nn.functional.adaptive_avg_pool2d(x01, (lay.grid_h, lay.grid_w))[:, 0]
-
-    monkeypatch.setattr(sal, "m2ib_visual", fake_m2ib)
     h, w, cy, cx = 60, 100, 40, 85
     yy, xx = np.mgrid[:h, :w]
     blob = (((yy - cy) ** 2 + (xx - cx) ** 2) <= 100).astype(np.float32)

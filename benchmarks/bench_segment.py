@@ -54,7 +54,7 @@ def parse(argv):
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", default="none", choices=["none", "bf16"])
-    ap.add_argument("--m2ib-batch", type=int, default=8)
+    ap.add_argument("--m2ib-batch", type=int, default=None, help="m2ib.batch_size (default: the preset's, 2)")
     ap.add_argument("--sam-batch", type=int, default=None, help="SAM encoder batch (default: medkt's, 1 on CPU)")
     ap.add_argument("--steps", type=int, default=10, help="M2IB steps (MedCLIP-SAMv2: 10)")
     ap.add_argument("--samples", type=int, default=10, help="M2IB noise samples per step (MedCLIP-SAMv2: 10)")
@@ -311,9 +311,11 @@ def main(argv=None) -> int:
     nii = scratch / "input" / f"ct_{args.slices}x{args.size}.nii.gz"  # medkt never writes beside its inputs
     nii.parent.mkdir(parents=True, exist_ok=True)
     vol_arr = make_volume(args.slices, args.size, nii)
-    overrides = [f"m2ib.batch_size={args.m2ib_batch}", f"m2ib.steps={args.steps}", f"m2ib.samples={args.samples}",
+    overrides = [f"m2ib.steps={args.steps}", f"m2ib.samples={args.samples}",
                  f"m2ib.amp={args.amp}", f"m2ib.noise={args.noise}",
                  f"sam.amp={args.amp}", "sam.model=sam-vit-b", "output.overlay=false"]
+    if args.m2ib_batch:
+        overrides.append(f"m2ib.batch_size={args.m2ib_batch}")
     if args.sam_batch:
         overrides.append(f"sam.embed_batch_size={args.sam_batch}")
     cfg = load_segment_config("ct-lung-nodule", overrides, prompt=PROMPT)
@@ -328,7 +330,7 @@ def main(argv=None) -> int:
         vol = mio.read_case(mio.discover_cases(nii)[0])
         img01, _ = mio.prepare_intensity(vol, modality="ct", window="lung")
         pairs, _ = mio.iter_slices(vol, "axial", array=img01)
-        batch = [s for _, s in pairs[:args.m2ib_batch]]
+        batch = [s for _, s in pairs[:cfg.m2ib.batch_size]]
         # inference only; FlopCounterMode's module tracker fails on modules that return a parameter
         # requiring grad under no_grad (SAM's prompt encoder does, for box prompts)
         seg.sam.model.sam.requires_grad_(False)

@@ -9,10 +9,9 @@ the block (measured, 1 thread: 2.29 s per global block, of which the matmuls are
 :func:`encode` runs the same network (the encoder's own patch embedding, blocks, norms, MLPs,
 window partition and neck) but computes each attention a few score rows at a time: for
 every pass (a chunk of one head's queries, or several whole windows' heads) it writes the
-relative-position bias
-``rel_h[q, kh] + rel_w[q, kw]`` into a reused buffer, adds ``q·kᵀ`` into it (one ``addmm``),
-applies the softmax in place and multiplies by the values.  The buffer (``budget`` scores,
-4 MB by default) is reused for every pass, and the maths is the
+relative-position bias ``rel_h[q, kh] + rel_w[q, kw]`` into a reused buffer, adds ``q·kᵀ``
+into it (one ``baddbmm``), applies the softmax in place and multiplies by the values.  The
+buffer (``budget`` scores, 4 MB by default) is reused for every pass, and the maths is the
 reference's term by term, so outputs agree up to float rounding
 (``tests/test_models_sam_encoder.py``: ≤ 1e-5 relative against ``encoder(x)``).
 Measured on one core: a ViT-B global block's attention 2.29 → 0.81 s (batched over heads

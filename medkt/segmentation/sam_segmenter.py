@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from medkt.errors import ConfigError, look_up
+from medkt.models.sam_encoder import ATTENTION_MODES
 from medkt.segmentation.m2ib import autocast
 from medkt.segmentation.postprocess import keep_top_k
 from medkt.segmentation.prompts import Prompts
@@ -52,7 +53,7 @@ class SamConfig:
     def validate(self) -> "SamConfig":
         look_up("multimask selection", self.select, SELECTORS)
         look_up("sam.amp", self.amp, {"none": "none", "bf16": "bf16"})
-        look_up("sam.attention", self.attention, {"chunked": "chunked", "stock": "stock"})
+        look_up("sam.attention", self.attention, {m: m for m in ATTENTION_MODES})
         if self.embed_batch_size is not None and self.embed_batch_size < 1:
             raise ConfigError("sam.embed_batch_size must be ≥ 1.")
         return self

@@ -76,3 +76,25 @@ def test_explicit_window_overrides_modality_and_monochrome1_inverts():
 def test_constant_image_gives_zeros():
     out, params = mio.prepare_intensity(np.full((3, 3), 7.0), "US")
     assert (out == 0).all() and params["constant_image"]
+
+
+@pytest.mark.parametrize("modality,window,photometric,bad", [
+    ("CT", "lung", None, False), ("MR", None, None, False), ("US", None, None, False),
+    ("CR", None, "MONOCHROME1", False), ("MR", None, None, True)])
+def test_mapping_per_slice_equals_prepare_intensity(modality, window, photometric, bad):
+    """segment prepares a volume slice by slice (IntensityMapping): bit-identical to the whole
+    volume, the same params, and no copy of a finite input."""
+    rng = np.random.default_rng(3)
+    a = (rng.normal(0, 400, (12, 10, 7))).astype(np.float32 if bad else np.int16)
+    if bad:
+        a[2, 3, 4] = np.nan
+    vol = mio.volume_from_array(a, modality=modality)
+    if photometric:
+        vol.meta["photometric"] = photometric
+    whole, params = mio.prepare_intensity(vol, window=window)
+    m = mio.intensity_mapping(vol, window=window)
+    assert m.params == params
+    assert (m.source is vol.array) != bad  # NaN input: a finite copy
+    per_slice = np.stack([m.apply(m.source[..., k]) for k in range(a.shape[-1])], axis=-1)
+    assert per_slice.dtype == np.float32
+    np.testing.assert_array_equal(per_slice, whole)

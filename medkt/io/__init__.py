@@ -23,7 +23,7 @@ Errors are :class:`medkt.errors.InputError` (and subclasses :class:`~medkt.error
 from __future__ import annotations
 
 from medkt.io.discover import CaseList, discover_cases
-from medkt.io.intensity import CT_WINDOWS, prepare_intensity, resolve_window
+from medkt.io.intensity import CT_WINDOWS, IntensityMapping, intensity_mapping, prepare_intensity, resolve_window
 from medkt.io.overlay import make_overlay, write_overlay
 from medkt.io.readers import (ImageReader, get_reader, list_readers, read_case, read_image, register_reader,
                               volume_from_array, volume_from_nifti)
@@ -35,7 +35,7 @@ __all__ = [
     "Case", "CaseList", "ImageVolume", "ImageReader", "SliceMap", "CT_WINDOWS",
     "discover_cases", "read_case", "read_image", "volume_from_array", "volume_from_nifti",
     "register_reader", "get_reader", "list_readers",
-    "prepare_intensity", "resolve_window",
+    "prepare_intensity", "intensity_mapping", "IntensityMapping", "resolve_window",
     "iter_slices", "make_slice_map", "reassemble",
     "write_mask", "write_saliency", "write_overlay", "make_overlay", "guard_output",
 ]

@@ -18,6 +18,7 @@ are inverted so that bone is bright (``params["inverted"]``).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -181,22 +182,63 @@ def intensity_range(image, modality: str | None = None, window=None, *,
 
 def intensity_warnings(image, a: np.ndarray, out: np.ndarray, lo: float, hi: float, params: dict) -> np.ndarray:
     """Constant-image warning and MONOCHROME1 inversion (the last step of :func:`prepare_intensity`)."""
-    meta = getattr(image, "meta", {}) or {}
+    _constant_warning(image, a, float(out.flat[0]), lo, hi, params)
+    if _inverted(image, params):
+        out = (1.0 - out).astype(np.float32)
+    return out
+
+
+def _constant_warning(image, a: np.ndarray, first: float, lo: float, hi: float, params: dict) -> None:
     amin, amax = float(a.min()), float(a.max())
     msg = None
     if amax <= amin:
         msg = (f"the image is constant (every voxel is {amin:g}); the prepared intensities are all "
-               f"{float(out.flat[0]):g} and nothing can be segmented")
+               f"{first:g} and nothing can be segmented")
     elif hi <= lo:
         msg = f"the {params['method']} range is empty (low = high = {lo:g}); the prepared intensities are all 0"
     if msg:
         params["constant_image"] = True
         params.setdefault("warnings", []).append(msg)
         log.warning("%s%s", f"{image.case_id}: " if hasattr(image, "case_id") else "", msg)
+
+
+def _inverted(image, params: dict) -> bool:
+    meta = getattr(image, "meta", {}) or {}
     if str(meta.get("photometric", "")).upper() == "MONOCHROME1":
-        out = (1.0 - out).astype(np.float32)
         params["inverted"] = True
-    return out
+        return True
+    return False
+
+
+@dataclass
+class IntensityMapping:
+    """:func:`prepare_intensity`'s mapping, applied to any part of the image on demand.
+
+    ``source`` is the finite input (the image's own array when it is finite: no copy);
+    :meth:`apply` maps values by ``clip((x - low) / (high - low), 0, 1)`` (float64, stored
+    float32), then ``1 - y`` when ``invert`` (MONOCHROME1).  ``apply(source[idx])`` equals
+    ``prepare_intensity(image)[0][idx]`` bit for bit, so a volume can be prepared slice by
+    slice without a float32 copy of the whole volume.  ``params`` as :func:`prepare_intensity`'s.
+    """
+
+    source: np.ndarray
+    low: float
+    high: float
+    invert: bool
+    params: dict[str, Any]
+
+    def apply(self, block) -> np.ndarray:
+        """Prepared float32 intensities in [0, 1] of ``block`` (values of :attr:`source`, any shape)."""
+        out = _scale(np.asarray(block), self.low, self.high)
+        return (1.0 - out).astype(np.float32) if self.invert else out
+
+
+def intensity_mapping(image, modality: str | None = None, window=None, *,
+                      percentiles: tuple[float, float] = DEFAULT_MR_PERCENTILES) -> IntensityMapping:
+    """The :class:`IntensityMapping` of ``image`` (arguments as :func:`prepare_intensity`)."""
+    a, lo, hi, params = intensity_range(image, modality, window, percentiles=percentiles)
+    _constant_warning(image, a, float(_scale(a.reshape(-1)[:1], lo, hi)[0]), lo, hi, params)
+    return IntensityMapping(a, lo, hi, _inverted(image, params), params)
 
 
 def prepare_intensity(image, modality: str | None = None, window=None, *,
@@ -214,11 +256,11 @@ def prepare_intensity(image, modality: str | None = None, window=None, *,
     Returns:
         ``(float32 array of the same shape in [0, 1], params)``; ``params`` records the method and its
         numbers (``method``, ``modality``, ``window``/``level``/``width`` or ``low``/``high``...).
+        :func:`intensity_mapping` gives the same numbers a slice at a time.
 
     Raises:
         InputError: the image has no finite value.
         ConfigError / UnknownNameError: a bad window.
     """
-    a, lo, hi, params = intensity_range(image, modality, window, percentiles=percentiles)
-    out = _scale(a, lo, hi)
-    return intensity_warnings(image, a, out, lo, hi, params), params
+    m = intensity_mapping(image, modality, window, percentiles=percentiles)
+    return m.apply(m.source), m.params

@@ -67,6 +67,7 @@ class VisionLanguageModel(nn.Module):
     family: str = "base"
     capabilities: frozenset = frozenset()
     spec: str | None = None  # the model spec it was created from (set by create_model; None if wrapped)
+    text_released: int = 0  # text-encoder parameters freed by release_text_encoder (0: in memory)
 
     def __init__(self, *, name: str, image_size: int, mean: Sequence[float], std: Sequence[float],
                  in_channels: int = 3, weights: str | None = None):
@@ -99,7 +100,9 @@ class VisionLanguageModel(nn.Module):
         return {"name": self.name, "spec": self.spec, "family": self.family, "weights": self.weights,
                 "image_size": self.image_size, "in_channels": self.in_channels,
                 "mean": self.mean, "std": self.std, "capabilities": sorted(self.capabilities),
-                "parameters": sum(p.numel() for p in self.parameters())}
+                "parameters": sum(p.numel() for p in self.parameters()) + self.text_released,
+                **({"text_encoder": f"released after encoding the prompt ({self.text_released} parameters)"}
+                   if self.text_released else {})}
 
     # ------------------------------------------------------------------ images
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
@@ -139,7 +142,32 @@ class VisionLanguageModel(nn.Module):
 
     def encode_texts(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """Convenience: tokenize on the model's device, then :meth:`encode_text`."""
+        if self.text_released:
+            raise CapabilityError(f"model '{self.name}': its text encoder was released to save memory, so it "
+                                  f"cannot encode {list(texts)[:1]}.",
+                                  hint="encode every prompt before release_text_encoder(), or load the model again")
         return self.encode_text(to_device(self.tokenize(list(texts)), self.device), normalize)
+
+    def release_text_encoder(self) -> int:
+        """Free the text encoder's weights (``parameters_of("text")``) for image-only work.
+
+        For inference that only needs text embeddings computed beforehand (a segmentation
+        run encodes its one prompt, then only the vision tower runs).  The parameters keep
+        their names but hold no data; :meth:`encode_texts` then raises.  Never call it on a
+        model someone else still uses.  Returns the bytes freed (0 when already released).
+        """
+        if self.text_released:
+            return 0
+        freed = numel = 0
+        keep = {id(p) for p in self.parameters_of("visual", "decoder", "logit_scale", "other")}  # shared: kept
+        for p in self.parameters_of("text"):
+            if id(p) in keep:
+                continue
+            freed += p.numel() * p.element_size()
+            numel += p.numel()
+            p.data = p.data.new_empty(0)
+        self.text_released = numel
+        return freed
 
     @property
     def logit_scale(self) -> torch.Tensor:

@@ -266,6 +266,10 @@ def _run(items, cfg: SegmentConfig, out_dir: Path | None, *, gt, device: str, re
             if segmenter is not None and not refined:  # its models are reused; stage settings come from cfg
                 seg.cfg, seg.saliency.cfg, seg.sam.cfg = cfg, cfg.m2ib, cfg.sam
             record.weights, counted, model = seg.describe(), None, seg.model
+            if segmenter is None and model_obj is None:  # models loaded here: nobody else uses them
+                freed = seg.release_text_encoder([cfg.prompt])
+                if freed:
+                    record.extra["memory"] = {"text_encoder_released_mb": round(freed / 2**20, 1)}
         else:
             record.weights, counted, name = pool.model_info()
             model = type("_Named", (), {"name": name})()

@@ -2,10 +2,11 @@
 
 :class:`CaseRunner` is what :func:`medkt.segment` runs per case (locally, or inside a Ray actor).
 Memory stays bounded by the case's own size: the full-volume arrays alive at once are the input
-volume, its prepared intensities (float32) and the outputs being filled (uint8 mask, plus the
-float32 saliency map when it is written or returned, plus the uint8 coarse mask when asked for).
-Slices are cut from the prepared volume one batch at a time (:meth:`medkt.io.SliceMap.iter_extract`,
-a copy of one slice each) and every slice's results go straight into the output volumes through
+volume and the outputs being filled (uint8 mask, plus the float32 saliency map when it is written
+or returned, plus the uint8 coarse mask when asked for).  Intensities are prepared slice by slice
+(:class:`medkt.io.intensity.IntensityMapping`, bit-identical to ``prepare_intensity``): slices are
+cut from the input one batch at a time (:meth:`medkt.io.SliceMap.iter_extract`, a copy of one
+slice each), then windowed, and every slice's results go straight into the output volumes through
 :meth:`medkt.io.SliceMap.view` (no per-slice result is kept), so time and memory grow linearly
 with the slice count.  The case's files are written as soon as its slices are done.
 
@@ -73,6 +74,11 @@ class AirConfig:
         cut = self.ct_hu if hu else self.threshold
         p = plane if plane.ndim == 2 else plane.max(axis=-1)
         return np.count_nonzero(p > cut) < self.min_fraction * p.size
+
+
+def _prepared(smap, imap, k: int) -> np.ndarray:
+    """Prepared intensities (float32 [0, 1]) of display slice ``k``: one slice, windowed on demand."""
+    return imap.apply(np.ascontiguousarray(smap.view(imap.source, k)))
 
 
 _RANGE = re.compile(r"^\s*(-?\d+)?\s*(:\s*(-?\d+)?\s*)?$")
@@ -199,20 +205,22 @@ class CaseRunner:
 
     def run_case(self, item) -> CaseOutput:
         from medkt import io as mio
+        from medkt.models.memory import trim_heap
         t0, c0 = time.perf_counter(), time.process_time()
         T: dict[str, float] = {}
         cid = str(item.case_id)
         vol = self.read(item)
         T["read_s"] = time.perf_counter() - t0
         t = time.perf_counter()
-        img01, iparams = mio.prepare_intensity(vol, modality=self.cfg.modality, window=self.cfg.window)
+        imap = mio.intensity_mapping(vol, modality=self.cfg.modality, window=self.cfg.window)
+        iparams = imap.params
+        trim_heap()  # decoding (gzip) leaves freed blocks mapped: measured 0.15 GiB on a 300-slice CT
         smap = mio.make_slice_map(vol, self.cfg.plane)
         n = len(smap)
         keep = list(range(n)) if vol.is_2d else slice_range(self.cfg.slices, n)
         hu = iparams.get("method") == "ct_window"
-        air_src = np.asarray(vol.array) if hu else img01
         air = [] if vol.is_2d or not self.cfg.air.enabled else [
-            k for k in keep if self.cfg.air.is_air(smap.view(air_src, k), hu)]
+            k for k in keep if self.cfg.air.is_air(smap.view(vol.array, k) if hu else _prepared(smap, imap, k), hu)]
         skipped = set(air)
         todo = [k for k in keep if k not in skipped]
         shape = tuple(smap.shape)
@@ -226,7 +234,7 @@ class CaseRunner:
         chunk = max(self.cfg.m2ib.batch_size, 1) * 4
         for start in range(0, len(todo), chunk):
             ks = todo[start:start + chunk]
-            images = list(smap.iter_extract(img01, ks))
+            images = [imap.apply(s) for s in smap.iter_extract(imap.source, ks)]
             res = self.seg.segment_slices(images, self.prompt, names=[f"{cid}[{k}]" for k in ks])
             for k, im, r in zip(ks, images, res):
                 smap.view(mask, k)[...] = r.mask
@@ -251,14 +259,14 @@ class CaseRunner:
         if self.gt_index is not None:
             row.update(self._score(cid, vol, mask))
         if self.cfg.diagnostics.enabled and todo:
-            out.sensitivity = self._sensitivity(cid, smap, img01, todo)
+            out.sensitivity = self._sensitivity(cid, smap, imap, todo)
             from medkt.segmentation.diagnostics import summarize_sensitivity
             row.update({f"sens_{k}": round(v, 4) for k, v in summarize_sensitivity(out.sensitivity).items()})
         t = time.perf_counter()
         if self.out_dir is not None:
             if best.k is None:  # nothing segmented: overlay of the middle slice, empty
                 k = keep[len(keep) // 2] if keep else 0
-                best.k, best.image = k, np.ascontiguousarray(smap.view(img01, k))
+                best.k, best.image = k, _prepared(smap, imap, k)
                 best.mask, best.saliency = np.zeros(best.image.shape[:2], bool), None
             out.files = self._write(cid, vol, mask, sal, coarse, best, row["warnings"])
         T["write_s"] = time.perf_counter() - t
@@ -288,12 +296,13 @@ class CaseRunner:
         scores = segmentation_scores(mask, g > 0, spacing=vol.spacing)
         return {k: v for k, v in scores.items() if np.isscalar(v)}
 
-    def _sensitivity(self, cid: str, smap, img01, todo: list[int]) -> list[dict]:
+    def _sensitivity(self, cid: str, smap, imap, todo: list[int]) -> list[dict]:
         from medkt.segmentation.diagnostics import prompt_sensitivity
         d = self.cfg.diagnostics
         n = len(todo)
         idx = [todo[i] for i in sorted({int(round(i)) for i in np.linspace(0, n - 1, min(d.max_slices, n))})]
-        return prompt_sensitivity(self.seg.saliency, list(smap.iter_extract(img01, idx)), self.prompt,
+        return prompt_sensitivity(self.seg.saliency, [imap.apply(s) for s in smap.iter_extract(imap.source, idx)],
+                                  self.prompt,
                                   neutral_prompt=d.neutral_prompt, n_random=d.random_prompts,
                                   random_length=d.random_length, seed=self.cfg.m2ib.seed,
                                   names=[f"{cid}[{k}]" for k in idx])

@@ -199,6 +199,8 @@ class _SegmentActor:
         from medkt.segmentation.cases import CaseRunner
         from medkt.segmentation.pipeline import Segmenter
         seg = Segmenter(cfg, device=device, finetuned=finetuned)
+        self.info = seg.describe()  # before the text encoder is released (its parameter count)
+        seg.release_text_encoder([cfg.prompt])
         self.runner = CaseRunner(seg, cfg, cfg.prompt, None if out_dir is None else Path(out_dir), gt_index,
                                  keep_arrays)
 
@@ -206,7 +208,7 @@ class _SegmentActor:
         """``(models' description, prompt token count, model name)`` for the driver's run.json."""
         from medkt.segmentation.prompt_checks import prompt_token_count
         seg = self.runner.seg
-        return seg.describe(), prompt_token_count(seg.model, self.runner.prompt), getattr(seg.model, "name", "?")
+        return self.info, prompt_token_count(seg.model, self.runner.prompt), getattr(seg.model, "name", "?")
 
     def run(self, item) -> tuple[str, str, Any]:
         from medkt.batch import _one_line

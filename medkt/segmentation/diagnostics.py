@@ -48,6 +48,13 @@ def compare_maps(a: np.ndarray, b: np.ndarray, top_fraction: float = 0.1) -> dic
     return {"pearson": pearson, "mad": mad, "top_iou": top_iou}
 
 
+def alternative_prompts(neutral_prompt: str = "a medical image", n_random: int = 1, random_length: int = 12,
+                        seed: int = 0) -> list[tuple[str, str]]:
+    """``[(key, text)]``: the neutral prompt, then ``n_random`` random ones (``random1``...)."""
+    return [("neutral", neutral_prompt)] + [(f"random{i + 1}", random_prompt(seed + i, random_length))
+                                            for i in range(n_random)]
+
+
 def prompt_sensitivity(engine, images: Sequence, prompt: str, *, neutral_prompt: str = "a medical image",
                        n_random: int = 1, random_length: int = 12, seed: int = 0,
                        top_fraction: float = 0.1, names: Sequence[str] | None = None) -> list[dict]:
@@ -60,8 +67,7 @@ def prompt_sensitivity(engine, images: Sequence, prompt: str, *, neutral_prompt:
     """
     images = list(images)
     names = list(names) if names is not None else [str(i) for i in range(len(images))]
-    alts = [("neutral", neutral_prompt)]
-    alts += [(f"random{i + 1}", random_prompt(seed + i, random_length)) for i in range(n_random)]
+    alts = alternative_prompts(neutral_prompt, n_random, random_length, seed)
     real = engine(images, prompt)
     rows = [{"image": nm, "prompt": prompt} for nm in names]
     for key, text in alts:

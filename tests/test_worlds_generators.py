@@ -151,3 +151,47 @@ def test_phantom_folders_export_for_the_kt_path(tmp_path, monkeypatch):
 
 def torch_equal_channels(x) -> bool:
     return bool((x[0] == x[1]).all() and (x[1] == x[2]).all())
+
+
+def test_optional_ct_spots_share_the_nodule_looks_but_never_touch_a_lung():
+    """CT ``calcification`` / ``marker``: the held-out nodule's spot (size, brightness) outside
+    the lungs (chest wall / mediastinum; on the air beside the skin), with counterfactual twins."""
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantoms import counterfactual_set, render_phantom
+    nod = counterfactual_set("ct", "nodule", 6, seed=4)
+    for f in ("calcification", "marker"):
+        rng = np.random.default_rng(11)
+        for _ in range(6):
+            img, mask, case, parts = render_phantom("ct", f, rng, with_parts=True)
+            lungs = (parts["right lung"] | parts["left lung"]) > 0
+            assert mask.sum() >= 3 and not (mask.astype(bool) & lungs).any(), f
+            assert case.finding == f and case.level in (("chest wall", "mediastinum") if f == "calcification"
+                                                        else ("anterior", "posterior"))
+        ims, twins, masks, _ = counterfactual_set("ct", f, 6, seed=4)
+        area = masks.reshape(6, -1).sum(1)
+        assert area.max() <= 2 * nod[2].reshape(6, -1).sum(1).max(), f  # nodule-sized
+        assert all(im[m > 0].mean() > tw[m > 0].mean() + 40 for im, tw, m in zip(ims, twins, masks)), f  # bright
+        for im, tw, m in zip(ims, twins, masks):
+            assert not ((im != tw) & ~binary_dilation(m > 0, iterations=5)).any(), f
+
+
+def test_optional_findings_join_pretraining_only_when_asked_and_never_name_the_nodule():
+    from medkt.errors import MedktError
+    from medkt.worlds.phantom_text import FINDING_PHRASES, HELD_OUT_PROMPTS, pair_captions, used_words
+    from medkt.worlds.phantom_world import HELD_OUT, OPTIONAL_FINDINGS, phantom_pair_set, pretraining_mix
+    base = pretraining_mix()
+    assert not any(f in OPTIONAL_FINDINGS for _, f, _ in base)  # default recipe unchanged
+    mix = pretraining_mix(extra=("calcification", "marker"))
+    assert mix[:len(base)] == base and [f for _, f, _ in mix[len(base):]] == ["calcification", "marker"]
+    with pytest.raises(MedktError):
+        pretraining_mix(extra=("nodule",))
+    data = phantom_pair_set(2, seed=3, extra=("calcification", "marker"))
+    assert {c.finding for c in data.cases} >= {"calcification", "marker"} and HELD_OUT not in {
+        c.finding for c in data.cases}
+    rng = np.random.default_rng(0)
+    caps = [t for i in range(0, len(data), 2) for _ in range(6) for t in pair_captions(data.cases[i], rng)]
+    words = used_words(caps)
+    assert "nodule" not in " ".join(caps) and {"small", "round", "bright", "spot"} <= words
+    assert not any("nodule" in p or "lung" in p for f in OPTIONAL_FINDINGS for p in FINDING_PHRASES[f])
+    # the name prompt carries none of the description's words
+    assert not ({"small", "round", "bright", "spot"} & used_words([HELD_OUT_PROMPTS["name"]]))

@@ -192,6 +192,23 @@ def test_optional_findings_join_pretraining_only_when_asked_and_never_name_the_n
     caps = [t for i in range(0, len(data), 2) for _ in range(6) for t in pair_captions(data.cases[i], rng)]
     words = used_words(caps)
     assert "nodule" not in " ".join(caps) and {"small", "round", "bright", "spot"} <= words
-    assert not any("nodule" in p or "lung" in p for f in OPTIONAL_FINDINGS for p in FINDING_PHRASES[f])
+    # they are named, and placed, outside the lung ("beside the right lung", never "in the lung")
+    phrases = [p for f in OPTIONAL_FINDINGS for p in FINDING_PHRASES[f]]
+    assert not any("nodule" in p or "in the lung" in p or "in the {side} lung" in p for p in phrases)
     # the name prompt carries none of the description's words
     assert not ({"small", "round", "bright", "spot"} & used_words([HELD_OUT_PROMPTS["name"]]))
+
+
+@pytest.mark.slow
+def test_pretrain_recipe_with_the_optional_ct_spots(tmp_path, monkeypatch):
+    """pipelines/worlds/pretrain_phantom_clip.py --extra: the spots join the pairs and the
+    zero-shot check, and the held-out name stays out of the exported text."""
+    import json
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "pipelines" / "worlds"))
+    from pretrain_phantom_clip import main
+    assert main(["--out", str(tmp_path), "--steps", "2", "--batch-size", "8", "--per-kind", "2",
+                 "--eval-every", "2", "--extra", "calcification,marker"]) == 0
+    rec = json.loads((tmp_path / "phantom-clip.json").read_text())
+    assert rec["extra_findings"] == ["calcification", "marker"] and rec["n_images"] == 2 * 2 * 8
+    assert {"calcification", "marker"} <= set(rec["final_eval"]["ct"]) and "nodule" in rec["final_eval"]["ct"]

@@ -29,7 +29,7 @@ FINDING_PHRASES = {
     "nodule": ("a small round bright nodule in the {side} {level} lung",
                "a solid pulmonary nodule in the {side} lung", "a small round nodule in the lung"),
     "calcification": ("a small round bright calcification in the {level}",
-                      "a small round bright spot in the {side} {level}", "a calcification in the {level}"),
+                      "a small round bright spot beside the {side} lung", "a calcification in the {level}"),
     "marker": ("a small round bright skin marker on the {level} chest wall",
                "a small round bright spot outside the {side} chest wall", "a skin marker"),
     "effusion": ("a {side} pleural effusion", "dependent pleural fluid at the {side} lung base",

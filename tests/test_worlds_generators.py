@@ -212,3 +212,32 @@ def test_pretrain_recipe_with_the_optional_ct_spots(tmp_path, monkeypatch):
     rec = json.loads((tmp_path / "phantom-clip.json").read_text())
     assert rec["extra_findings"] == ["calcification", "marker"] and rec["n_images"] == 2 * 2 * 8
     assert {"calcification", "marker"} <= set(rec["final_eval"]["ct"]) and "nodule" in rec["final_eval"]["ct"]
+
+
+def test_nodule_row_uses_the_chosen_prompt_and_eval_seed(monkeypatch):
+    """phantom_kt's nodule row: ``nodule_prompt`` picks HELD_OUT_PROMPTS, ``eval_seed`` reaches
+    the normal-vs-nodule check (it used the test seed whatever the settings)."""
+    import medkt.worlds.phantom_experiments as PE
+    from medkt.worlds.phantom_text import HELD_OUT_PROMPTS
+    seen = {}
+    monkeypatch.setattr(PE, "run_pipeline", lambda m, sm, ims, masks, prompt, s, keep: seen.update(prompt=prompt) or {})
+
+    def eval_set(mod, finding, n, seed=777):
+        seen.setdefault("seeds", []).append(seed)
+        return _Tiny()
+    monkeypatch.setattr(PE, "phantom_eval_set", eval_set)
+    monkeypatch.setattr(PE, "phantom_baseline", lambda s, m, sm, keep=0, log=None: {"ct": {"dsc": 1.0}})
+    monkeypatch.setattr("medkt.worlds.evaluate.image_features", lambda model, ims: np.zeros((len(ims), 2)))
+    monkeypatch.setattr("medkt.worlds.evaluate.text_classifier", lambda model, prompts: None)
+    monkeypatch.setattr("medkt.worlds.evaluate.predict", lambda feats, clf: np.zeros(len(feats), int))
+    for key in ("name", "description"):
+        seen.clear()
+        r = PE._nodule_row(None, None, _Tiny(), PE.PhantomSettings(n_per_modality=2, eval_seed=4242,
+                                                                    nodule_prompt=key), keep=0)
+        assert seen["prompt"] == HELD_OUT_PROMPTS[key] and seen["seeds"] == [4242, 4242]
+        assert r["detection"] == 50.0 and r["seen_dsc"] == {"ct": 1.0}  # all called "normal": half right
+
+
+class _Tiny:
+    images = np.zeros((2, 8, 8), np.uint8)
+    masks = np.zeros((2, 8, 8), np.uint8)

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MODALITIES = ("ct", "cxr", "us", "mri")
-FINDINGS = {"ct": ("nodule", "effusion", "calcification", "marker"), "cxr": ("pneumothorax",), "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
+# CT's calcification and marker are optional (phantom_world.OPTIONAL_FINDINGS): off in the default pretraining.
+FINDINGS = {"ct": ("nodule", "effusion", "calcification", "marker"), "cxr": ("pneumothorax",),
+            "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
 # The seen finding each modality is segmented for (CT's nodule is the held-out KT target).
 TARGET_FINDING = {"ct": "effusion", "cxr": "pneumothorax", "us": "mass", "mri": "tumour"}
 

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
         items = [(m, TARGET_FINDING[m], SEGMENT_PROMPTS[m]) for m in TARGET_FINDING] + \
                 [("ct", "nodule", HELD_OUT_PROMPTS[args.nodule_prompt])]
         with rec.timer("diagnosis_s"):
-            diag = [{"modality": m, "finding": f, **diagnose(clip, m, f, p, n=min(args.n, 12), seed=args.eval_seed)} for m, f, p in items]
+            diag = [{"modality": m, "finding": f, **diagnose(clip, m, f, p, n=min(args.n, 12), seed=args.eval_seed)}
+                    for m, f, p in items]
         md.append("## Diagnosis (counterfactual occlusion)\n\n" + R.markdown_table(
             ["modality", "finding", "occlusion pointing", "occlusion in GT", "twin margin"],
             [[d["modality"], d["finding"], d["occlusion_pointing"], d["occlusion_in_mask"],

@@ -151,3 +151,93 @@ def test_phantom_folders_export_for_the_kt_path(tmp_path, monkeypatch):
 
 def torch_equal_channels(x) -> bool:
     return bool((x[0] == x[1]).all() and (x[1] == x[2]).all())
+
+
+def test_optional_ct_spots_share_the_nodule_looks_but_never_touch_a_lung():
+    """CT ``calcification`` / ``marker``: the held-out nodule's spot (size, brightness) outside
+    the lungs (chest wall / mediastinum; on the air beside the skin), with counterfactual twins."""
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantoms import counterfactual_set, render_phantom
+    nod = counterfactual_set("ct", "nodule", 6, seed=4)
+    for f in ("calcification", "marker"):
+        rng = np.random.default_rng(11)
+        for _ in range(6):
+            img, mask, case, parts = render_phantom("ct", f, rng, with_parts=True)
+            lungs = (parts["right lung"] | parts["left lung"]) > 0
+            assert mask.sum() >= 3 and not (mask.astype(bool) & lungs).any(), f
+            assert case.finding == f and case.level in (("chest wall", "mediastinum") if f == "calcification"
+                                                        else ("anterior", "posterior"))
+        ims, twins, masks, _ = counterfactual_set("ct", f, 6, seed=4)
+        area = masks.reshape(6, -1).sum(1)
+        assert area.max() <= 2 * nod[2].reshape(6, -1).sum(1).max(), f  # nodule-sized
+        assert all(im[m > 0].mean() > tw[m > 0].mean() + 40 for im, tw, m in zip(ims, twins, masks)), f  # bright
+        for im, tw, m in zip(ims, twins, masks):
+            assert not ((im != tw) & ~binary_dilation(m > 0, iterations=5)).any(), f
+
+
+def test_optional_findings_join_pretraining_only_when_asked_and_never_name_the_nodule():
+    from medkt.errors import MedktError
+    from medkt.worlds.phantom_text import FINDING_PHRASES, HELD_OUT_PROMPTS, pair_captions, used_words
+    from medkt.worlds.phantom_world import HELD_OUT, OPTIONAL_FINDINGS, phantom_pair_set, pretraining_mix
+    base = pretraining_mix()
+    assert not any(f in OPTIONAL_FINDINGS for _, f, _ in base)  # default recipe unchanged
+    mix = pretraining_mix(extra=("calcification", "marker"))
+    assert mix[:len(base)] == base and [f for _, f, _ in mix[len(base):]] == ["calcification", "marker"]
+    with pytest.raises(MedktError):
+        pretraining_mix(extra=("nodule",))
+    data = phantom_pair_set(2, seed=3, extra=("calcification", "marker"))
+    assert {c.finding for c in data.cases} >= {"calcification", "marker"} and HELD_OUT not in {
+        c.finding for c in data.cases}
+    rng = np.random.default_rng(0)
+    caps = [t for i in range(0, len(data), 2) for _ in range(6) for t in pair_captions(data.cases[i], rng)]
+    words = used_words(caps)
+    assert "nodule" not in " ".join(caps) and {"small", "round", "bright", "spot"} <= words
+    # they are named, and placed, outside the lung ("beside the right lung", never "in the lung")
+    phrases = [p for f in OPTIONAL_FINDINGS for p in FINDING_PHRASES[f]]
+    assert not any("nodule" in p or "in the lung" in p or "in the {side} lung" in p for p in phrases)
+    # the name prompt carries none of the description's words
+    assert not ({"small", "round", "bright", "spot"} & used_words([HELD_OUT_PROMPTS["name"]]))
+
+
+@pytest.mark.slow
+def test_pretrain_recipe_with_the_optional_ct_spots(tmp_path, monkeypatch):
+    """pipelines/worlds/pretrain_phantom_clip.py --extra: the spots join the pairs and the
+    zero-shot check, and the held-out name stays out of the exported text."""
+    import json
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "pipelines" / "worlds"))
+    from pretrain_phantom_clip import main
+    assert main(["--out", str(tmp_path), "--steps", "2", "--batch-size", "8", "--per-kind", "2",
+                 "--eval-every", "2", "--extra", "calcification,marker"]) == 0
+    rec = json.loads((tmp_path / "phantom-clip.json").read_text())
+    assert rec["extra_findings"] == ["calcification", "marker"] and rec["n_images"] == 2 * 2 * 8
+    assert {"calcification", "marker"} <= set(rec["final_eval"]["ct"]) and "nodule" in rec["final_eval"]["ct"]
+
+
+def test_nodule_row_uses_the_chosen_prompt_and_eval_seed(monkeypatch):
+    """phantom_kt's nodule row: ``nodule_prompt`` picks HELD_OUT_PROMPTS, ``eval_seed`` reaches
+    the normal-vs-nodule check (it used the test seed whatever the settings)."""
+    import medkt.worlds.phantom_experiments as PE
+    from medkt.worlds.phantom_text import HELD_OUT_PROMPTS
+    seen = {}
+    monkeypatch.setattr(PE, "run_pipeline", lambda m, sm, ims, masks, prompt, s, keep: seen.update(prompt=prompt) or {})
+
+    def eval_set(mod, finding, n, seed=777):
+        seen.setdefault("seeds", []).append(seed)
+        return _Tiny()
+    monkeypatch.setattr(PE, "phantom_eval_set", eval_set)
+    monkeypatch.setattr(PE, "phantom_baseline", lambda s, m, sm, keep=0, log=None: {"ct": {"dsc": 1.0}})
+    monkeypatch.setattr("medkt.worlds.evaluate.image_features", lambda model, ims: np.zeros((len(ims), 2)))
+    monkeypatch.setattr("medkt.worlds.evaluate.text_classifier", lambda model, prompts: None)
+    monkeypatch.setattr("medkt.worlds.evaluate.predict", lambda feats, clf: np.zeros(len(feats), int))
+    for key in ("name", "description"):
+        seen.clear()
+        r = PE._nodule_row(None, None, _Tiny(), PE.PhantomSettings(n_per_modality=2, eval_seed=4242,
+                                                                    nodule_prompt=key), keep=0)
+        assert seen["prompt"] == HELD_OUT_PROMPTS[key] and seen["seeds"] == [4242, 4242]
+        assert r["detection"] == 50.0 and r["seen_dsc"] == {"ct": 1.0}  # all called "normal": half right
+
+
+class _Tiny:
+    images = np.zeros((2, 8, 8), np.uint8)
+    masks = np.zeros((2, 8, 8), np.uint8)

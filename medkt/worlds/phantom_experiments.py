@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from medkt.worlds.phantom_text import DESCRIPTIONS, HELD_OUT_PROMPT, SEGMENT_PROMPTS
+from medkt.worlds.phantom_text import DESCRIPTIONS, HELD_OUT_PROMPTS, SEGMENT_PROMPTS
 from medkt.worlds.phantom_world import HELD_OUT, phantom_eval_set
 from medkt.worlds.phantoms import MODALITIES, TARGET_FINDING
 
@@ -53,6 +53,7 @@ class PhantomSettings:
     inversion_steps: int = 300
     images_per_concept: int = 10
     extra_overrides: list = field(default_factory=list)  # transfer-config overrides for every KT run
+    nodule_prompt: str = "description"  # key of phantom_text.HELD_OUT_PROMPTS: the nodule row's segmentation prompt
 
 
 def segment_config(s: PhantomSettings):
@@ -100,14 +101,14 @@ def run_pipeline(model, sam_model, images: np.ndarray, masks: np.ndarray, prompt
 
 
 @torch.no_grad()
-def nodule_detection(model, n: int = 16) -> float:
+def nodule_detection(model, n: int = 16, seed: int = 777) -> float:
     """Balanced zero-shot accuracy (%) of CT "normal" vs "nodule" by name (prompts below)."""
     from medkt.worlds.evaluate import image_features, predict, text_classifier
     from medkt.worlds.phantom_world import gray_to_rgb
     clf = text_classifier(model, [["axial chest ct with clear lungs"], [f"axial chest ct showing a {HELD_OUT}"]])
     accs = []
     for j, finding in enumerate((None, HELD_OUT)):
-        d = phantom_eval_set("ct", finding, n)
+        d = phantom_eval_set("ct", finding, n, seed)
         accs.append(float((predict(image_features(model, gray_to_rgb(d.images)), clf) == j).mean()))
     return 100.0 * float(np.mean(accs))
 
@@ -135,8 +136,8 @@ def phantom_baseline(s: PhantomSettings | None = None, model=None, sam_model=Non
 
 
 def _nodule_row(model, sam_model, data, s: PhantomSettings, keep: int) -> dict:
-    r = run_pipeline(model, sam_model, data.images, data.masks, HELD_OUT_PROMPT, s, keep)
-    r["detection"] = nodule_detection(model, s.n_per_modality)
+    r = run_pipeline(model, sam_model, data.images, data.masks, HELD_OUT_PROMPTS[s.nodule_prompt], s, keep)
+    r["detection"] = nodule_detection(model, s.n_per_modality, s.eval_seed)
     seen = phantom_baseline(s, model, sam_model, keep=0, log=None)
     r["seen_dsc"] = {m: round(x["dsc"], 2) for m, x in seen.items()}
     return r
@@ -145,7 +146,8 @@ def _nodule_row(model, sam_model, data, s: PhantomSettings, keep: int) -> dict:
 def phantom_kt(s: PhantomSettings | None = None, model=None, sam_model=None, keep: int = 2, log=print) -> dict:
     """KT of the held-out finding from its description, per variant (:data:`KT_VARIANTS`) and lr.
 
-    Each row: the nodule pipeline (prompt :data:`~medkt.worlds.phantom_text.HELD_OUT_PROMPT`),
+    Each row: the nodule pipeline (prompt ``HELD_OUT_PROMPTS[s.nodule_prompt]``,
+    :data:`~medkt.worlds.phantom_text.HELD_OUT_PROMPTS`),
     normal-vs-nodule accuracy, ``seen_dsc`` (DSC of the four seen findings with the same
     model) and ``seen_max_drop`` (largest DSC loss on a seen finding against the baseline).
     """
@@ -177,7 +179,7 @@ def phantom_kt(s: PhantomSettings | None = None, model=None, sam_model=None, kee
             r["seen_max_drop"] = round(max(base["seen_dsc"][m] - v for m, v in r["seen_dsc"].items()), 2)
             rows[f"{variant} lr {lr:g}"] = r
             show(f"{variant} lr {lr:g}", r)
-    return {"concept": HELD_OUT, "description": DESCRIPTIONS[HELD_OUT], "prompt": HELD_OUT_PROMPT,
+    return {"concept": HELD_OUT, "description": DESCRIPTIONS[HELD_OUT], "prompt": HELD_OUT_PROMPTS[s.nodule_prompt],
             "inversion_s": round(t_inv, 1), "results": rows, "inverted": inv.images[:4].cpu().numpy()}
 
 

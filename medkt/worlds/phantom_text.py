@@ -2,9 +2,10 @@
 
 Captions combine a modality phrase with a finding phrase (or a normal phrase), with
 side / level words from the :class:`~medkt.worlds.phantoms.PhantomCase`.  The vocabulary is
-shared across findings on purpose: "small round bright" is learnt from MRI lesions,
-"lung" from CT and CXR, so a held-out finding (``nodule``, never named in pretraining
-text) can be described with known words — the premise of Knowledge Transfer.
+shared across findings on purpose: "small round bright" is learnt from MRI lesions (and,
+when the CT ``calcification`` is in pretraining, from CT spots outside the lungs), "lung"
+from CT and CXR, so a held-out finding (``nodule``, never named in pretraining text) can be
+described with known words — the premise of Knowledge Transfer.
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ NORMAL_PHRASES = {
 FINDING_PHRASES = {
     "nodule": ("a small round bright nodule in the {side} {level} lung",
                "a solid pulmonary nodule in the {side} lung", "a small round nodule in the lung"),
+    "calcification": ("a small round bright calcification in the {level}",
+                      "a small round bright spot beside the {side} lung", "a calcification in the {level}"),
+    "marker": ("a small round bright skin marker on the {level} chest wall",
+               "a small round bright spot outside the {side} chest wall", "a skin marker"),
     "effusion": ("a {side} pleural effusion", "dependent pleural fluid at the {side} lung base",
                  "a layering pleural effusion with a meniscus"),
     "pneumothorax": ("a {side} pneumothorax", "a dark area of air without lung markings at the {side} apex",
@@ -44,6 +49,8 @@ FINDING_PHRASES = {
 DESCRIPTIONS = {
     "nodule": "a small round bright spot in the lung",
     "effusion": "dependent pleural fluid at the lung base",
+    "calcification": "a small round bright spot in the chest wall or mediastinum",
+    "marker": "a small round bright spot outside the chest wall",
     "pneumothorax": "a dark area of air without lung markings at the apex",
     "mass": "an irregular hypoechoic mass with posterior acoustic shadowing",
     "tumour": "an irregular bright tumour surrounded by oedema",
@@ -86,5 +93,10 @@ def pair_captions(case: PhantomCase, rng: np.random.Generator) -> tuple[str, str
 def used_words(texts) -> set[str]:
     return {w.strip(",.:").lower() for t in texts for w in t.split()}
 
-# The held-out finding's segmentation prompt (Table 4 in miniature: before / after KT).
+# The held-out finding's segmentation prompts (Table 4 in miniature: before / after KT).  The
+# name prompt is the paper-faithful one for "KT teaches the name": it holds no description word,
+# so the baseline cannot find the nodule through them.  The description prompt shows what the
+# description alone does without KT.
 HELD_OUT_PROMPT = "a chest ct showing a small round bright nodule in the lung"
+HELD_OUT_NAME_PROMPT = "a chest ct showing a nodule in the lung"
+HELD_OUT_PROMPTS = {"description": HELD_OUT_PROMPT, "name": HELD_OUT_NAME_PROMPT}

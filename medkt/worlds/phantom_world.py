@@ -28,23 +28,42 @@ class PhantomSet:
         return len(self.images)
 
 
-def pretraining_mix(held_out: str | None = HELD_OUT) -> list[tuple[str, str | None, int]]:
-    """``(modality, finding, weight)``: each modality split evenly between normal and its findings."""
+# Findings that join pretraining only when asked for (``extra=``); they come last in the mix, so
+# the other kinds keep their generator seeds (and the recipe without them its exact data).
+OPTIONAL_FINDINGS = ("calcification", "marker")
+
+
+def world_findings(modality: str, extra: tuple = ()) -> tuple[str, ...]:
+    """``FINDINGS[modality]`` without the optional findings not asked for in ``extra``."""
+    return tuple(f for f in FINDINGS[modality] if f not in OPTIONAL_FINDINGS or f in extra)
+
+
+def pretraining_mix(held_out: str | None = HELD_OUT, extra: tuple = ()) -> list[tuple[str, str | None, int]]:
+    """``(modality, finding, weight)``: each modality split evenly between normal and its findings.
+
+    ``extra``: optional findings (:data:`OPTIONAL_FINDINGS`, e.g. CT ``calcification``) to add,
+    appended after the default kinds.
+    """
+    from medkt.errors import UnknownNameError
+    for f in extra:
+        if f not in OPTIONAL_FINDINGS:
+            raise UnknownNameError("optional pretraining finding", f, OPTIONAL_FINDINGS)
     mix = []
     for mod in MODALITIES:
-        kinds = [None] + [f for f in FINDINGS[mod] if f != held_out]
+        kinds = [None] + [f for f in world_findings(mod) if f != held_out]
         for k in kinds:
             mix.append((mod, k, 1))
+    mix += [(mod, f, 1) for mod in MODALITIES for f in FINDINGS[mod] if f in extra and f != held_out]
     return mix
 
 
 def phantom_pretraining_set(n_per_kind: int = 1200, seed: int = 3, held_out: str | None = HELD_OUT,
-                            size: int = IMAGE_SIZE) -> PhantomSet:
+                            size: int = IMAGE_SIZE, extra: tuple = ()) -> PhantomSet:
     """Pretraining phantoms (original recipe): every (modality, finding-or-normal) kind
     except the held-out finding, unpaired."""
     ims, masks, cases = [], [], []
-    for k, (mod, finding, w) in enumerate(pretraining_mix(held_out)):
-        n = n_per_kind * w * (2 if mod == "ct" and len(FINDINGS["ct"]) == 1 else 1)
+    for k, (mod, finding, w) in enumerate(pretraining_mix(held_out, extra)):
+        n = n_per_kind * w
         i, m, c = phantom_set(mod, finding, n, seed * 1000 + k, size)
         ims.append(i)
         masks.append(m)
@@ -53,9 +72,11 @@ def phantom_pretraining_set(n_per_kind: int = 1200, seed: int = 3, held_out: str
 
 
 def phantom_pair_set(n_pairs: int = 1000, seed: int = 3, held_out: str | None = HELD_OUT,
-                     size: int = IMAGE_SIZE) -> PhantomSet:
+                     size: int = IMAGE_SIZE, extra: tuple = ()) -> PhantomSet:
     """Counterfactual pretraining pairs: for every seen finding, ``n_pairs`` phantoms with the
     finding, each followed by its normal twin (same anatomy, deformation and noise).
+
+    ``extra``: optional findings to add (:func:`pretraining_mix`).
 
     Layout: ``images[2p]`` has the finding, ``images[2p + 1]`` is its twin (mask empty, case
     ``finding=None``); captions come from :func:`~medkt.worlds.phantom_text.pair_captions`
@@ -63,7 +84,7 @@ def phantom_pair_set(n_pairs: int = 1000, seed: int = 3, held_out: str | None = 
     """
     from medkt.worlds.phantoms import PhantomCase, counterfactual_set
     ims, masks, cases = [], [], []
-    for k, (mod, finding, _) in enumerate(pretraining_mix(held_out)):
+    for k, (mod, finding, _) in enumerate(pretraining_mix(held_out, extra)):
         if finding is None:
             continue
         im, tw, m, c = counterfactual_set(mod, finding, n_pairs, seed * 1000 + k, size)
@@ -92,8 +113,9 @@ def gray_to_rgb(images: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def phantom_zero_shot(model, n: int = 24, seed: int = 777) -> dict:
-    """Per modality, accuracy (%) of normal-vs-finding zero-shot classification.
+def phantom_zero_shot(model, n: int = 24, seed: int = 777, extra: tuple = ()) -> dict:
+    """Per modality, accuracy (%) of normal-vs-finding zero-shot classification (optional
+    findings only when in ``extra``).
 
     Class prompts: ``"<modality phrase> with <normal phrase>"`` and
     ``"<modality phrase> showing <finding description>"``.
@@ -101,7 +123,7 @@ def phantom_zero_shot(model, n: int = 24, seed: int = 777) -> dict:
     from medkt.worlds.evaluate import image_features, predict, text_classifier
     out = {}
     for mod in MODALITIES:
-        kinds = [None] + list(FINDINGS[mod])
+        kinds = [None] + list(world_findings(mod, extra))
         prompts = []
         for k in kinds:
             mp = MODALITY_PHRASES[mod][0]

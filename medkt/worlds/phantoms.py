@@ -4,8 +4,12 @@ Modalities (:data:`MODALITIES`) and findings (:data:`FINDINGS`):
 
 * ``ct`` — axial chest CT, lung window: dark lungs, mediastinum, spine, small vessels;
   findings ``nodule`` (small round bright solid nodule in a lung; held out of
-  ``phantom-clip``'s pretraining) and ``effusion`` (dependent pleural fluid: a crescent of
-  fluid density at the back of one lung, with a meniscus).
+  ``phantom-clip``'s pretraining), ``effusion`` (dependent pleural fluid: a crescent of
+  fluid density at the back of one lung, with a meniscus) and ``calcification`` (a small
+  round bright spot of the nodule's size, contrast and shape *outside* the lungs: in the chest
+  wall or the mediastinum; it gives CT pretraining the nodule's visual parts under another
+  name); ``marker`` (the same spot as a radiopaque skin marker on the dark air just outside
+  the body).
 * ``cxr`` — frontal chest X-ray: lungs with markings, ribs, heart; finding
   ``pneumothorax`` (dark rim of air without lung markings, thin pleural line).
 * ``us`` — breast ultrasound, speckle: finding ``mass`` (irregular hypoechoic mass with
@@ -30,7 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MODALITIES = ("ct", "cxr", "us", "mri")
-FINDINGS = {"ct": ("nodule", "effusion"), "cxr": ("pneumothorax",), "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
+# CT's calcification and marker are optional (phantom_world.OPTIONAL_FINDINGS): off in the default pretraining.
+FINDINGS = {"ct": ("nodule", "effusion", "calcification", "marker"), "cxr": ("pneumothorax",),
+            "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
 # The seen finding each modality is segmented for (CT's nodule is the held-out KT target).
 TARGET_FINDING = {"ct": "effusion", "cxr": "pneumothorax", "us": "mass", "mri": "tumour"}
 
@@ -123,7 +129,49 @@ def _ct(rng, frng, s, finding):
         img[m] = frng.uniform(0.3, 0.4) + 0.02 * _smooth_noise(frng, s, 8)[m]
         mask = m.astype(np.uint8)
         case = PhantomCase("ct", "effusion", ("right", "left")[side], "lower")
+    elif finding == "calcification":
+        m, where = _ct_calcification(x, y, s, frng, body, lungs, vert)
+        img[m] = frng.uniform(0.8, 1.0)
+        mask = m.astype(np.uint8)
+        case = PhantomCase("ct", "calcification", ("right", "left")[int(x[m].mean() > 0)], where)
+    elif finding == "marker":  # a radiopaque skin marker: the same spot on the dark air just outside the body
+        from scipy.ndimage import distance_transform_edt
+        r = frng.uniform(0.06, 0.12)
+        rpx = r * s / 2
+        d = distance_transform_edt(~body)  # px to the skin
+        ring = (d >= max(1.0, 0.5 * rpx)) & (d <= rpx + 0.5) & (np.abs(x) < 0.85) & (np.abs(y) < 0.85)
+        ys, xs = np.nonzero(ring)
+        i = frng.integers(len(xs))
+        m = _irregular(x, y, x[ys[i], xs[i]], y[ys[i], xs[i]], r, frng, amp=0.08) & ~body
+        img[m] = frng.uniform(0.8, 1.0)
+        mask = m.astype(np.uint8)
+        case = PhantomCase("ct", "marker", ("right", "left")[int(x[m].mean() > 0)],
+                           "anterior" if y[m].mean() < 0 else "posterior")
     return img, mask, case, parts
+
+
+def _ct_calcification(x, y, s, frng, body, lungs, vert):
+    """A small round bright spot (radius and margin as the nodule's) in the soft tissue
+    outside both lungs: chest wall or mediastinum, half of the time against the pleura (so its
+    patch also shows dark lung) but never inside a lung.  Returns ``(mask, "chest wall" | "mediastinum")``."""
+    from scipy.ndimage import binary_dilation, binary_erosion, distance_transform_edt
+    r = frng.uniform(0.06, 0.12)
+    rpx = r * s / 2
+    soft = body & ~binary_dilation(lungs[0] | lungs[1] | vert, iterations=1)
+    if frng.random() < 0.5:  # against the pleura: centre within the spot's radius of a lung
+        dist = distance_transform_edt(~(lungs[0] | lungs[1]))
+        core = soft & (dist <= rpx + 1) & binary_erosion(body, iterations=int(np.ceil(rpx)))
+    else:
+        core = np.zeros_like(soft)
+    for it in range(max(1, int(np.ceil(rpx)) - 1), 0, -1):  # centres with room for most of the spot
+        if core.any():
+            break
+        core = binary_erosion(soft, iterations=it)
+    ys, xs = np.nonzero(core)
+    i = frng.integers(len(xs))
+    cx, cy = x[ys[i], xs[i]], y[ys[i], xs[i]]
+    m = _irregular(x, y, cx, cy, r, frng, amp=0.08) & soft
+    return m, ("mediastinum" if abs(cx) < 0.2 else "chest wall")
 
 
 def _cxr(rng, frng, s, finding):

@@ -37,7 +37,7 @@ def export(out: Path, n_known: int = 40, n_novel: int = 40, n_ood: int = 20, eva
     from PIL import Image
 
     from medkt.worlds.phantom_text import DESCRIPTIONS
-    from medkt.worlds.phantom_world import HELD_OUT, gray_to_rgb, phantom_eval_set
+    from medkt.worlds.phantom_world import HELD_OUT, gray_to_rgb, phantom_eval_set, world_findings
     from medkt.worlds.phantoms import FINDINGS, MODALITIES
 
     def write(images, folder: Path, start: int = 0) -> int:
@@ -52,7 +52,7 @@ def export(out: Path, n_known: int = 40, n_novel: int = 40, n_ood: int = 20, eva
     counts["target"] += write(phantom_eval_set(nodule_mod, HELD_OUT, n_novel, eval_seed).images,
                               out / "target" / HELD_OUT)
     for mod in MODALITIES:
-        for finding in FINDINGS[mod]:
+        for finding in world_findings(mod):
             if finding != HELD_OUT:
                 counts["reference"] += write(phantom_eval_set(mod, finding, n_known, eval_seed).images,
                                              out / "reference" / finding)

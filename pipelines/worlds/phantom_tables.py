@@ -27,6 +27,11 @@ def main(argv=None) -> int:
     ap.add_argument("--val", action="store_true", help="ablation on validation phantoms (seed 4242)")
     ap.add_argument("--lrs", default="1e-4,3e-4,1e-3,3e-3")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eval-seed", type=int, default=777, help="777: test phantoms; 4242: validation phantoms")
+    ap.add_argument("--clip-weights", default=None, help="phantom-clip weights file (default: the shipped ones)")
+    ap.add_argument("--nodule-prompt", default="description", choices=("description", "name"),
+                    help="segmentation prompt of the held-out nodule (phantom_text.HELD_OUT_PROMPTS)")
+    ap.add_argument("--variants", default="paper,name-prompts")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
 
@@ -39,9 +44,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = prepare_output_dir(args.output, overwrite=args.overwrite)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
-    s = PhantomSettings(n_per_modality=args.n, kt_lrs=tuple(float(x) for x in args.lrs.split(",")))
+    s = PhantomSettings(n_per_modality=args.n, kt_lrs=tuple(float(x) for x in args.lrs.split(",")),
+                        eval_seed=args.eval_seed, nodule_prompt=args.nodule_prompt,
+                        kt_variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
     rec = RunRecord("phantom-tables", config={**vars(args), "settings": asdict(s)}, seed=s.seed)
-    clip, sam = create_model("phantom-clip"), create_model("phantom-sam")
+    clip, sam = create_model("phantom-clip", weights=args.clip_weights), create_model("phantom-sam")
     md = [f"# Phantom tables\n\n{args.n} phantoms per finding, seed {s.seed}, {args.threads} thread(s).\n"]
     if "goals" in only:
         with rec.timer("goals_s"):
@@ -53,12 +60,13 @@ def main(argv=None) -> int:
         rec.extra["goals"] = strip_examples(res)
     if "diagnosis" in only:
         from medkt.worlds.phantom_diagnosis import diagnose
-        from medkt.worlds.phantom_text import HELD_OUT_PROMPT, SEGMENT_PROMPTS
+        from medkt.worlds.phantom_text import HELD_OUT_PROMPTS, SEGMENT_PROMPTS
         from medkt.worlds.phantoms import TARGET_FINDING
         items = [(m, TARGET_FINDING[m], SEGMENT_PROMPTS[m]) for m in TARGET_FINDING] + \
-                [("ct", "nodule", HELD_OUT_PROMPT)]
+                [("ct", "nodule", HELD_OUT_PROMPTS[args.nodule_prompt])]
         with rec.timer("diagnosis_s"):
-            diag = [{"modality": m, "finding": f, **diagnose(clip, m, f, p, n=min(args.n, 12))} for m, f, p in items]
+            diag = [{"modality": m, "finding": f, **diagnose(clip, m, f, p, n=min(args.n, 12), seed=args.eval_seed)}
+                    for m, f, p in items]
         md.append("## Diagnosis (counterfactual occlusion)\n\n" + R.markdown_table(
             ["modality", "finding", "occlusion pointing", "occlusion in GT", "twin margin"],
             [[d["modality"], d["finding"], d["occlusion_pointing"], d["occlusion_in_mask"],

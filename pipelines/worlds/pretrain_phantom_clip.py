@@ -1,6 +1,6 @@
 """Recipe: pretrain ``phantom-clip`` on the medical phantoms (finding ``nodule`` held out).
 
-    python pipelines/worlds/pretrain_phantom_clip.py [--out medkt/assets/worlds] [--steps N]
+    python pipelines/worlds/pretrain_phantom_clip.py [--out medkt/assets/worlds] [--steps N] [--extra calcification]
 
 Counterfactual pairs (default): every training phantom with a finding shares its batch with
 its normal twin (same anatomy, deformation and noise), and their captions differ only in
@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--per-kind", type=int, default=300, help="pairs per seen finding (unpaired: images per kind)")
     ap.add_argument("--unpaired", action="store_true", help="original recipe: no counterfactual pairs")
+    ap.add_argument("--extra", default="", help="optional seen findings, comma-separated (e.g. calcification: "
+                                                "CT spots outside the lungs that share the held-out nodule's looks)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=400)
     ap.add_argument("--config-dir", default=None, help="extra open_clip model-config folder (arch experiments)")
@@ -49,8 +51,9 @@ def main(argv=None) -> int:
                          threads=args.threads, eval_every=args.eval_every)
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
-    data = (phantom_pretraining_set(args.per_kind, seed=3) if args.unpaired
-            else phantom_pair_set(args.per_kind, seed=3))
+    extra = tuple(x.strip() for x in args.extra.split(",") if x.strip())
+    data = (phantom_pretraining_set(args.per_kind, seed=3, extra=extra) if args.unpaired
+            else phantom_pair_set(args.per_kind, seed=3, extra=extra))
     if any(c.finding == HELD_OUT for c in data.cases):
         raise RuntimeError("held-out finding leaked into pretraining images")
     t_render = time.time() - t0
@@ -59,7 +62,7 @@ def main(argv=None) -> int:
     model = create_world_clip(cfg.arch, cfg.embedding_seed, seed=cfg.seed)
 
     def eval_fn(raw):
-        return phantom_zero_shot(from_open_clip(raw, tokenizer, name="phantom-clip"), n=16)
+        return phantom_zero_shot(from_open_clip(raw, tokenizer, name="phantom-clip"), n=16, extra=extra)
 
     if args.unpaired:
         def caption(i, rng):
@@ -80,7 +83,7 @@ def main(argv=None) -> int:
                           embedding_seed=cfg.embedding_seed, meta={"world": "phantoms", "held_out": HELD_OUT})
     atomic_write_json(out / "phantom-clip.json", {
         "recipe": "pipelines/worlds/pretrain_phantom_clip.py", "argv": list(argv or sys.argv[1:]),
-        "config": asdict(cfg), "pairs": not args.unpaired,
+        "config": asdict(cfg), "pairs": not args.unpaired, "extra_findings": list(extra),
         "held_out": HELD_OUT, "n_images": len(data), "distinct_captions": len(captions),
         "torch": torch.__version__, "render_s": round(t_render, 1), "wall_s": round(time.time() - t0, 1),
         "final_eval": history[-1], "history": history})

@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     import torch
     from medkt.runs import atomic_write_json, seed_everything
     from medkt.worlds.phantoms import FINDINGS, phantom_set
-    from medkt.worlds.phantom_world import phantom_eval_set
+    from medkt.worlds.phantom_world import phantom_eval_set, world_findings
     from medkt.worlds.sam_train import SamTrainConfig, box_dice, export_sam, train_phantom_sam
 
     seed_everything(0)
@@ -39,8 +39,8 @@ def main(argv=None) -> int:
         cfg.box_jitter = args.box_jitter
     t0 = time.time()
     ims, masks, parts = [], [], []
-    for k, (mod, fs) in enumerate(FINDINGS.items()):
-        for j, f in enumerate((None,) + fs):
+    for k, mod in enumerate(FINDINGS):  # the optional CT spots are not part of this recipe
+        for j, f in enumerate((None,) + world_findings(mod)):
             i, m, _, p = phantom_set(mod, f, args.per_kind, seed=50_000 + 10 * k + j, with_parts=True)
             ims.append(i)
             masks.append(m)
@@ -49,8 +49,8 @@ def main(argv=None) -> int:
     print(f"rendered {len(ims)} phantoms in {time.time() - t0:.0f}s", flush=True)
     model, history = train_phantom_sam(ims, masks, cfg, log_fn=lambda s: print(s, flush=True), parts=parts)
     scores = {}
-    for mod, fs in FINDINGS.items():
-        for f in fs:
+    for mod in FINDINGS:
+        for f in world_findings(mod):
             s = phantom_eval_set(mod, f, 24)
             keep = s.masks.reshape(len(s.masks), -1).sum(1) > 0
             scores[f"{mod}/{f}"] = round(100 * box_dice(model, s.images[keep], s.masks[keep]), 1)

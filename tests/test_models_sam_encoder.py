@@ -49,13 +49,17 @@ def test_attention_without_rel_pos():
         assert _rel_close(chunked_attention(att, x, 5), att(x))
 
 
-def test_tiny_sam_encoder_equals_stock_with_window_padding():
+def _padded_encoder():
     # 224 px / patch 16 = 14 tokens a side, window 4 → padded to 16: exercises partition + unpartition
     sam = build_sam_module(image_size=224, encoder_embed_dim=64, encoder_depth=3, encoder_num_heads=2,
                            window_size=4, global_attn_indexes=(1,), prompt_embed_dim=32, mask_in_chans=8,
                            decoder_mlp_dim=64, decoder_heads=2, iou_head_hidden_dim=64)
-    enc = sam.image_encoder
-    _randomise_rel_pos(enc)
+    _randomise_rel_pos(sam.image_encoder)
+    return sam.image_encoder
+
+
+def test_tiny_sam_encoder_equals_stock_with_window_padding():
+    enc = _padded_encoder()
     assert supports_chunked(enc)
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -63,6 +67,23 @@ def test_tiny_sam_encoder_equals_stock_with_window_padding():
         got = encode(enc, x, budget=5 * 196)  # global block: 5 of 196 query rows per pass; windows: 3 per pass
     assert got.shape == ref.shape == (2, 32, 14, 14)
     assert _rel_close(got, ref)
+
+
+def test_bf16_autocast_runs_chunked_with_float32_attention(monkeypatch):
+    """Under CPU bf16 autocast the projections and MLPs run in bf16 and the attention (scores,
+    soft-max, values) in float32; the embedding stays close to the float32 one."""
+    from medkt.models import sam_encoder
+    enc = _padded_encoder()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    seen = []
+    real = sam_encoder._attend
+    monkeypatch.setattr(sam_encoder, "_attend", lambda a, qkv, b: seen.append(qkv.dtype) or real(a, qkv, b))
+    with torch.no_grad():
+        ref = enc(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = encode(enc, x)
+    assert len(seen) == len(enc.blocks) and set(seen) == {torch.float32}
+    assert torch.nn.functional.cosine_similarity(got.float().flatten(), ref.flatten(), dim=0) > 0.999
 
 
 def test_falls_back_where_not_exact_or_safe():

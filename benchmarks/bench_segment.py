@@ -142,7 +142,8 @@ def trimmed(tokenize):
 
 
 def reference(seg, slices, cfg, device: str) -> tuple[list, list, list]:
-    """MedCLIP-SAMv2-style pipeline over 2-D slices → per slice: saliency map, coarse mask, SAM mask."""
+    """MedCLIP-SAMv2-style pipeline over 2-D slices → per slice: saliency map, coarse mask, SAM mask
+    (float32 throughout: with ``--amp bf16`` only the medkt arm runs in bf16)."""
     import numpy as np
     from bench_m2ib import naive_m2ib
     from medkt.segmentation.postprocess import keep_top_k, postprocess
@@ -150,6 +151,7 @@ def reference(seg, slices, cfg, device: str) -> tuple[list, list, list]:
     from medkt.segmentation.saliency import minmax
     model, eng = seg.model, seg.saliency
     model.tokenize = trimmed(model.tokenize)
+    seg.sam.cfg.amp = "none"  # the reference is float32 as released, whatever --amp gives the medkt arm
     masks, maps, coarses = [], [], []
     for im in slices:
         pixels, (geo,) = eng.prepare([im])

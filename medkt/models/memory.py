@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once; None off Linux or on a libc without it (musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def trim_heap() -> bool:
     """Return freed heap memory to the OS (glibc ``malloc_trim(0)``); False where unavailable.
 
-    Only changes the process's resident size, never a value: safe to call at any time.
+    Only changes the process's resident size, never a value: safe to call at any time (called
+    per batch of slices, so the library lookup is done once).
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):  # musl and other libcs have no malloc_trim
-        return False
+    fn = _malloc_trim()
+    return bool(fn(0)) if fn is not None else False

@@ -63,7 +63,8 @@ def chunked_attention(attn: nn.Module, x: torch.Tensor, budget: int = SCORE_BUDG
 
 
 def _attend(attn: nn.Module, qkv: torch.Tensor, budget: int) -> torch.Tensor:
-    """Attention from projected tokens ``qkv [B, H, W, 3C]`` to the heads' outputs ``[B, H, W, C]`` (before ``proj``)."""
+    """Attention from projected tokens ``qkv [B, H, W, 3C]`` to the heads' outputs ``[B, H, W, C]``
+    (before ``proj``)."""
     from segment_anything.modeling.image_encoder import get_rel_pos
     B, H, W, _ = qkv.shape
     n, heads = H * W, attn.num_heads

@@ -54,7 +54,7 @@ def parse(argv):
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", default="none", choices=["none", "bf16"])
-    ap.add_argument("--m2ib-batch", type=int, default=None, help="m2ib.batch_size (default: the preset's, 2)")
+    ap.add_argument("--m2ib-batch", type=int, default=None, help="m2ib.batch_size (default: the preset's, 1)")
     ap.add_argument("--sam-batch", type=int, default=None, help="SAM encoder batch (default: medkt's, 1 on CPU)")
     ap.add_argument("--steps", type=int, default=10, help="M2IB steps (MedCLIP-SAMv2: 10)")
     ap.add_argument("--samples", type=int, default=10, help="M2IB noise samples per step (MedCLIP-SAMv2: 10)")

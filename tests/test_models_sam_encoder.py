@@ -69,6 +69,18 @@ def test_tiny_sam_encoder_equals_stock_with_window_padding():
     assert _rel_close(got, ref)
 
 
+def test_mlp_in_token_chunks_equals_the_block_mlp():
+    """The MLP residual computed a few tokens at a time (rows not dividing the token count),
+    also on the permuted, non-contiguous tokens the patch embedding hands the first block."""
+    from medkt.models.sam_encoder import _add_mlp
+    blk = _padded_encoder().blocks[0]
+    x = torch.randn(2, 64, 14, 14, generator=torch.Generator().manual_seed(2)).permute(0, 2, 3, 1)
+    with torch.no_grad():
+        ref = x + blk.mlp(blk.norm2(x))
+        got = _add_mlp(blk, x.clone(), rows=37)
+    assert _rel_close(got, ref)
+
+
 def test_bf16_autocast_runs_chunked_with_float32_attention(monkeypatch):
     """Under CPU bf16 autocast the projections and MLPs run in bf16 and the attention (scores,
     soft-max, values) in float32; the embedding stays close to the float32 one."""

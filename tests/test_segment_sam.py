@@ -38,6 +38,7 @@ def test_embedding_computed_once_per_image(tiny_sam, images):
                make_prompts(_coarse((90, 90), [(10, 10, 50, 50)]), PromptConfig(mode="box+points", num_points=3))]
     outs = seg.segment(images, prompts)
     assert seg.encoder_calls == 2  # 3 prompts, 2 images, 2 encodings
+    assert all(e.prep.pixels is None for e in seg.embed(images))  # only the embeddings are kept
     assert outs[0].mask.shape == (70, 110) and outs[1].mask.shape == (90, 90)
     assert len(outs[0].scores) == 2 and len(outs[1].scores) == 1
     # same masks as re-encoding the image for every prompt

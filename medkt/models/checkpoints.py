@@ -57,11 +57,13 @@ def read_state_dict(path: str | Path, *, key: str | None = None) -> dict:
 
 
 def load_strict(module, state_dict: dict, path: str | Path, *, ignore: tuple[str, ...] = (),
-                n_show: int = 5) -> None:
+                n_show: int = 5, released: dict | None = None) -> None:
     """Load ``state_dict`` into ``module`` strictly, or raise naming the file and first bad keys.
 
     Keys ending in one of ``ignore`` (e.g. ``"position_ids"``) are dropped first.  Shapes are
     checked *before* anything is copied, so a mismatch never leaves a half-loaded model.
+    ``released``: what :func:`medkt.models.memory.release_parameters` returned for ``module``;
+    the state dict's tensors then become the parameters (one copy of the weights in memory).
     """
     from medkt.errors import CheckpointMismatchError
     sd = {k: v for k, v in state_dict.items() if not k.endswith(tuple(ignore))}
@@ -81,7 +83,11 @@ def load_strict(module, state_dict: dict, path: str | Path, *, ignore: tuple[str
         raise CheckpointMismatchError(
             "checkpoint does not match the model: " + "; ".join(problems) + ".", path=str(path),
             hint="pass the checkpoint that belongs to this model (nothing was loaded)")
-    module.load_state_dict(sd, strict=True)
+    if released is not None:
+        from medkt.models.memory import adopt_state_dict
+        adopt_state_dict(module, sd, released)
+    else:
+        module.load_state_dict(sd, strict=True)
 
 
 def write_state_dict(state: dict, path, *, metadata: dict | None = None) -> str:

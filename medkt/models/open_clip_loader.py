@@ -47,6 +47,7 @@ def load_open_clip(arch: str, pretrained: str | None = None, *, name: str | None
     seeded by ``seed`` so tiny models are reproducible).
     """
     import open_clip
+    from medkt.models.memory import open_clip_one_copy_loads
     from medkt.models.open_clip_adapter import from_open_clip
 
     register_medkt_configs()
@@ -57,7 +58,8 @@ def load_open_clip(arch: str, pretrained: str | None = None, *, name: str | None
     try:
         # A random init is deliberate here (tiny models, world models loaded afterwards):
         # silence open_clip's root-logger warning about it, keep every other message.
-        with _quiet_random_init(pretrained is None and not arch.startswith(("hf-hub:", "local-dir:"))):
+        with _quiet_random_init(pretrained is None and not arch.startswith(("hf-hub:", "local-dir:"))), \
+                open_clip_one_copy_loads():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=pretrained, device=device, weights_only=True)
     except RuntimeError as e:

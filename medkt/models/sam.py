@@ -58,11 +58,12 @@ VARIANTS = ("sam", "medsam")
 class PreparedImage:
     """Model input plus the geometry needed to map results back.
 
-    ``pixels`` ``[1, 3, S, S]`` float; ``original_hw`` the input image size; ``input_hw``
-    the resized image inside the padded square (SAM) or ``(S, S)`` (MedSAM).
+    ``pixels`` ``[1, 3, S, S]`` float (None once encoded: decoding needs only the geometry);
+    ``original_hw`` the input image size; ``input_hw`` the resized image inside the padded
+    square (SAM) or ``(S, S)`` (MedSAM).
     """
 
-    pixels: torch.Tensor
+    pixels: torch.Tensor | None
     original_hw: tuple[int, int]
     input_hw: tuple[int, int]
 
@@ -246,10 +247,17 @@ SAM_ARCHS = {
 }
 
 
-def load_sam_checkpoint(sam, path) -> None:
-    """Strict, safe load of a SAM/MedSAM state dict (``.pth`` / ``.safetensors``) into ``sam``."""
+def load_sam_checkpoint(sam, path, *, release_first: bool = False) -> None:
+    """Strict, safe load of a SAM/MedSAM state dict (``.pth`` / ``.safetensors``) into ``sam``.
+
+    ``release_first``: free ``sam``'s parameters before reading the file, so that the weights
+    are in memory once, not twice (the registry builder's path, for a fresh random-init
+    module; after a mismatch such a module is unusable).
+    """
+    from medkt.models.memory import release_parameters
     from medkt.models.weights import load_strict, read_state_dict
-    load_strict(sam, read_state_dict(path), path)
+    released = release_parameters(sam) if release_first else None
+    load_strict(sam, read_state_dict(path), path, released=released)
 
 
 def save_sam_checkpoint(model: SamModel, path) -> str:
@@ -269,7 +277,7 @@ def _build(spec: ModelSpec, weights: str | None, device: str) -> SamModel:
     else:
         path = resolve_file(spec, weights)
         sam = build_sam_module(**SAM_ARCHS[arch])
-        load_sam_checkpoint(sam, path)
+        load_sam_checkpoint(sam, path, release_first=True)
         label = str(path)
     return SamModel(sam.to(device), name=spec.name, variant=spec.options.get("variant", "sam"),
                     weights=label)

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from medkt.errors import ConfigError, look_up
+from medkt.models.memory import trim_heap
 from medkt.models.sam_encoder import ATTENTION_MODES
 from medkt.segmentation.m2ib import autocast
 from medkt.segmentation.postprocess import keep_top_k
@@ -158,10 +159,15 @@ class SamSegmenter:
         for start in range(0, len(images), bs):
             preps = [self.model.prepare_image(im) for im in images[start:start + bs]]
             pixels = torch.cat([p.pixels for p in preps])
+            trim_heap()  # the resize's temporaries: return them before the encoder's peak
             with autocast(pixels.device, self.cfg.amp):  # bf16 encoder; decoding stays float32
                 emb = self.model.embed(pixels, attention=attention or self.cfg.attention).float()
             self.encoder_calls += len(preps)
-            out.extend(Embedded(p, emb[i:i + 1]) for i, p in enumerate(preps))
+            # The 1024² pixels (12 MiB an image) are not needed to decode: drop them, so a
+            # batch of slices holds only its embeddings (4 MiB each) until it is decoded.
+            out.extend(Embedded(replace(p, pixels=None), emb[i:i + 1]) for i, p in enumerate(preps))
+            del preps, pixels
+            trim_heap()  # else each encoder call's freed activations raise the next one's base
         return out
 
     @torch.no_grad()

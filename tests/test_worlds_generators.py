@@ -192,11 +192,42 @@ def test_optional_findings_join_pretraining_only_when_asked_and_never_name_the_n
     caps = [t for i in range(0, len(data), 2) for _ in range(6) for t in pair_captions(data.cases[i], rng)]
     words = used_words(caps)
     assert "nodule" not in " ".join(caps) and {"small", "round", "bright", "spot"} <= words
-    # they are named, and placed, outside the lung ("beside the right lung", never "in the lung")
-    phrases = [p for f in OPTIONAL_FINDINGS for p in FINDING_PHRASES[f]]
+    # the CT spots are named, and placed, outside the lung ("beside the right lung", never "in the lung")
+    phrases = [p for f in ("calcification", "marker") for p in FINDING_PHRASES[f]]
     assert not any("nodule" in p or "in the lung" in p or "in the {side} lung" in p for p in phrases)
     # the name prompt carries none of the description's words
     assert not ({"small", "round", "bright", "spot"} & used_words([HELD_OUT_PROMPTS["name"]]))
+
+
+def test_optional_cxr_granuloma_is_the_nodule_spot_inside_a_radiograph_lung():
+    """CXR ``granuloma``: a nodule-sized bright spot inside a lung field (never the heart), whose
+    twin differs only around it; captioned with the description's words, never "nodule"."""
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantom_text import FINDING_PHRASES, pair_captions, used_words
+    from medkt.worlds.phantom_world import HELD_OUT, phantom_pair_set, pretraining_mix, world_findings
+    from medkt.worlds.phantoms import counterfactual_set, render_phantom
+    rng = np.random.default_rng(11)
+    for _ in range(8):
+        img, mask, case, parts = render_phantom("cxr", "granuloma", rng, with_parts=True)
+        lung = (parts["right lung"] if case.side == "right" else parts["left lung"]) > 0
+        assert mask.sum() >= 3 and (mask.astype(bool) <= lung).all() and not (mask & parts["heart"]).any()
+        assert case.level in ("upper", "lower")
+    nod = counterfactual_set("ct", "nodule", 6, seed=4)[2].reshape(6, -1).sum(1)
+    ims, twins, masks, cases = counterfactual_set("cxr", "granuloma", 6, seed=4)
+    assert masks.reshape(6, -1).sum(1).max() <= 2 * nod.max()  # nodule-sized
+    for im, tw, m in zip(ims, twins, masks):
+        assert im[m > 0].mean() > tw[m > 0].mean() + 40  # bright on the lung
+        assert not ((im != tw) & ~binary_dilation(m > 0, iterations=5)).any()  # the twin differs only there
+    assert "granuloma" not in world_findings("cxr") and "granuloma" in world_findings("cxr", ("granuloma",))
+    base = pretraining_mix()
+    mix = pretraining_mix(extra=("granuloma", "calcification", "marker"))  # CT spots keep their seeds
+    assert mix[:len(base)] == base and [f for _, f, _ in mix[len(base):]] == ["calcification", "marker", "granuloma"]
+    data = phantom_pair_set(2, seed=3, extra=("granuloma",))
+    assert {c.finding for c in data.cases} == {"effusion", "pneumothorax", "granuloma", "mass", "cyst", "tumour",
+                                               "lesion", None}
+    caps = [t for i in range(0, len(data), 2) for _ in range(6) for t in pair_captions(data.cases[i], rng)]
+    assert HELD_OUT not in " ".join(caps) and not any(HELD_OUT in p for p in FINDING_PHRASES["granuloma"])
+    assert {"small", "round", "bright", "spot", "lung", "granuloma"} <= used_words(caps)
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Recipe: the phantom segmentation tables (goals, diagnosis, Table 4 and Table 7 in miniature).
 
     python pipelines/worlds/phantom_tables.py -o OUT [--n 24] [--only goals,diagnosis,kt,ablation]
-                                              [--val] [--threads 1]
+                                              [--val] [--threads 1] [--seed 0]
 
 * ``goals``: the pipeline on the four seen findings (DSC / NSD / IoU / saliency in GT / pointing);
 * ``diagnosis``: counterfactual-occlusion pointing and twin margin (medkt.worlds.phantom_diagnosis);
@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--nodule-prompt", default="description", choices=("description", "name"),
                     help="segmentation prompt of the held-out nodule (phantom_text.HELD_OUT_PROMPTS)")
     ap.add_argument("--variants", default="paper,name-prompts")
+    ap.add_argument("--seed", type=int, default=0, help="KT inversion / fine-tuning and M2IB sampling seed")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
 
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = prepare_output_dir(args.output, overwrite=args.overwrite)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
-    s = PhantomSettings(n_per_modality=args.n, kt_lrs=tuple(float(x) for x in args.lrs.split(",")),
+    s = PhantomSettings(n_per_modality=args.n, seed=args.seed, kt_lrs=tuple(float(x) for x in args.lrs.split(",")),
                         eval_seed=args.eval_seed, nodule_prompt=args.nodule_prompt,
                         kt_variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
     rec = RunRecord("phantom-tables", config={**vars(args), "settings": asdict(s)}, seed=s.seed)

@@ -230,6 +230,35 @@ def test_optional_cxr_granuloma_is_the_nodule_spot_inside_a_radiograph_lung():
     assert {"small", "round", "bright", "spot", "lung", "granuloma"} <= used_words(caps)
 
 
+def test_optional_ct_lung_findings_are_not_the_nodule():
+    """CT ``atelectasis`` (a thin bright band) and ``ggo`` (a faint round opacity) lie inside one
+    lung and differ from their twins only there; neither is a small round *bright* spot."""
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantom_text import FINDING_PHRASES
+    from medkt.worlds.phantom_world import world_findings
+    from medkt.worlds.phantoms import counterfactual_set, render_phantom
+    nod_ims, _, nod_masks, _ = counterfactual_set("ct", "nodule", 6, seed=4)
+    nod_bright = min(im[m > 0].mean() for im, m in zip(nod_ims, nod_masks))
+    for f in ("atelectasis", "ggo"):
+        assert f not in world_findings("ct") and f in world_findings("ct", (f,))
+        assert not any("nodule" in p for p in FINDING_PHRASES[f])
+        rng = np.random.default_rng(11)
+        for _ in range(6):
+            img, mask, case, parts = render_phantom("ct", f, rng, with_parts=True)
+            lung = (parts["right lung"] if case.side == "right" else parts["left lung"]) > 0
+            assert mask.sum() >= 3 and (mask.astype(bool) <= lung).all(), f
+        ims, twins, masks, _ = counterfactual_set("ct", f, 6, seed=4)
+        for im, tw, m in zip(ims, twins, masks):
+            assert im[m > 0].mean() > tw[m > 0].mean() + 15, f  # visible
+            assert not ((im != tw) & ~binary_dilation(m > 0, iterations=5)).any(), f
+            ys, xs = np.nonzero(m)
+            extent = max(np.ptp(ys), np.ptp(xs)) + 1
+            if f == "atelectasis":  # a band: long and thin, never a round spot
+                assert extent >= 2.5 * m.sum() / extent, (extent, m.sum())
+            else:  # round, nodule-sized, but far fainter than any nodule
+                assert m.sum() <= 2 * nod_masks.reshape(6, -1).sum(1).max() and im[m > 0].mean() < nod_bright - 60
+
+
 @pytest.mark.slow
 def test_pretrain_recipe_with_the_optional_ct_spots(tmp_path, monkeypatch):
     """pipelines/worlds/pretrain_phantom_clip.py --extra: the spots join the pairs and the

@@ -71,3 +71,15 @@ def ct_atelectasis(x: np.ndarray, y: np.ndarray, s: int, frng: np.random.Generat
     v = -(x - cx) * np.sin(th) + (y - cyy) * np.cos(th)  # across it
     m = (np.abs(u) <= half_len) & (np.abs(v) <= half_w) & field
     return m, float(frng.uniform(0.6, 0.85)), side, level
+
+
+def ct_ground_glass(x: np.ndarray, y: np.ndarray, s: int, frng: np.random.Generator,
+                    lungs: list[np.ndarray], heart: np.ndarray) -> tuple[np.ndarray, float, int, int]:
+    """A small round ground-glass opacity in one CT lung: the nodule's size and margin, but
+    *faint* (0.2–0.35 on lung at 0.07, where the nodule is 0.75–0.9) — round and in the lung,
+    never bright.
+
+    Same inputs and outputs as :func:`cxr_granuloma` (intensity in [0.2, 0.35]).
+    """
+    m, _, side, level = cxr_granuloma(x, y, s, frng, lungs, heart)
+    return m, float(frng.uniform(0.2, 0.35)), side, level

@@ -30,7 +30,7 @@ class PhantomSet:
 
 # Findings that join pretraining only when asked for (``extra=``); they come last in the mix, so
 # the other kinds keep their generator seeds (and the recipe without them its exact data).
-OPTIONAL_FINDINGS = ("calcification", "marker", "atelectasis", "granuloma")
+OPTIONAL_FINDINGS = ("calcification", "marker", "atelectasis", "ggo", "granuloma")
 
 
 def world_findings(modality: str, extra: tuple = ()) -> tuple[str, ...]:

@@ -301,3 +301,23 @@ def test_nodule_row_uses_the_chosen_prompt_and_eval_seed(monkeypatch):
 class _Tiny:
     images = np.zeros((2, 8, 8), np.uint8)
     masks = np.zeros((2, 8, 8), np.uint8)
+
+
+def test_phantom_tables_passes_the_kt_seed_and_overrides(tmp_path, monkeypatch):
+    """pipelines/worlds/phantom_tables.py --seed / --kt-set reach the KT settings (models stubbed)."""
+    from pathlib import Path
+    import medkt.models
+    import medkt.worlds.phantom_experiments as PE
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "pipelines" / "worlds"))
+    from phantom_tables import main
+    got = {}
+    row = {"dsc": 1.0, "nsd": 1.0, "iou": 1.0, "energy_in_mask": 1.0, "pointing": 0.0, "detection": 50.0,
+           "seen_max_drop": 0.0, "seen_dsc": {"ct": 1.0}}
+    monkeypatch.setattr(medkt.models, "create_model", lambda name, weights=None: name)
+    monkeypatch.setattr(PE, "phantom_kt", lambda s, clip, sam, keep=0: got.update(s=s, clip=clip) or {
+        "results": {"baseline": row}})
+    assert main(["-o", str(tmp_path / "out"), "--only", "kt", "--seed", "3", "--kt-set", "inversion.lr=0.01",
+                 "--kt-set", "inversion.steps=5", "--eval-seed", "4242"]) == 0
+    s = got["s"]
+    assert s.seed == 3 and s.eval_seed == 4242 and s.extra_overrides == ["inversion.lr=0.01", "inversion.steps=5"]
+    assert (tmp_path / "out" / "kt.csv").exists()

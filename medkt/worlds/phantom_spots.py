@@ -76,10 +76,10 @@ def ct_atelectasis(x: np.ndarray, y: np.ndarray, s: int, frng: np.random.Generat
 def ct_ground_glass(x: np.ndarray, y: np.ndarray, s: int, frng: np.random.Generator,
                     lungs: list[np.ndarray], heart: np.ndarray) -> tuple[np.ndarray, float, int, int]:
     """A small round ground-glass opacity in one CT lung: the nodule's size and margin, but
-    *faint* (0.2–0.35 on lung at 0.07, where the nodule is 0.75–0.9) — round and in the lung,
-    never bright.
+    *fainter* (0.35–0.55 on lung at 0.07, where the nodule is 0.75–0.9: soft-tissue density, as
+    the vessels) — round and in the lung, never bright.  (At 0.2–0.35 the encoder did not learn it.)
 
-    Same inputs and outputs as :func:`cxr_granuloma` (intensity in [0.2, 0.35]).
+    Same inputs and outputs as :func:`cxr_granuloma` (intensity in [0.35, 0.55]).
     """
     m, _, side, level = cxr_granuloma(x, y, s, frng, lungs, heart)
-    return m, float(frng.uniform(0.2, 0.35)), side, level
+    return m, float(frng.uniform(0.35, 0.55)), side, level

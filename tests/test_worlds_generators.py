@@ -238,7 +238,7 @@ def test_optional_ct_lung_findings_are_not_the_nodule():
     from medkt.worlds.phantom_world import world_findings
     from medkt.worlds.phantoms import counterfactual_set, render_phantom
     nod_ims, _, nod_masks, _ = counterfactual_set("ct", "nodule", 6, seed=4)
-    nod_bright = min(im[m > 0].mean() for im, m in zip(nod_ims, nod_masks))
+    nod_peak = min(int(im[m > 0].max()) for im, m in zip(nod_ims, nod_masks))  # the faintest nodule's peak
     for f in ("atelectasis", "ggo"):
         assert f not in world_findings("ct") and f in world_findings("ct", (f,))
         assert not any("nodule" in p for p in FINDING_PHRASES[f])
@@ -255,8 +255,8 @@ def test_optional_ct_lung_findings_are_not_the_nodule():
             extent = max(np.ptp(ys), np.ptp(xs)) + 1
             if f == "atelectasis":  # a band: long and thin, never a round spot
                 assert extent >= 2.5 * m.sum() / extent, (extent, m.sum())
-            else:  # round, nodule-sized, but far fainter than any nodule
-                assert m.sum() <= 2 * nod_masks.reshape(6, -1).sum(1).max() and im[m > 0].mean() < nod_bright - 60
+            else:  # round, nodule-sized, but its peak well under any nodule's
+                assert m.sum() <= 2 * nod_masks.reshape(6, -1).sum(1).max() and im[m > 0].max() < nod_peak - 40
 
 
 @pytest.mark.slow

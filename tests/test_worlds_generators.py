@@ -304,7 +304,7 @@ class _Tiny:
 
 
 def test_phantom_tables_passes_the_kt_seed_and_overrides(tmp_path, monkeypatch):
-    """pipelines/worlds/phantom_tables.py --seed / --kt-set reach the KT settings (models stubbed)."""
+    """pipelines/worlds/phantom_tables.py --seed / --kt-set / --seg-set reach the settings (models stubbed)."""
     from pathlib import Path
     import medkt.models
     import medkt.worlds.phantom_experiments as PE
@@ -317,7 +317,8 @@ def test_phantom_tables_passes_the_kt_seed_and_overrides(tmp_path, monkeypatch):
     monkeypatch.setattr(PE, "phantom_kt", lambda s, clip, sam, keep=0: got.update(s=s, clip=clip) or {
         "results": {"baseline": row}})
     assert main(["-o", str(tmp_path / "out"), "--only", "kt", "--seed", "3", "--kt-set", "inversion.lr=0.01",
-                 "--kt-set", "inversion.steps=5", "--eval-seed", "4242"]) == 0
+                 "--kt-set", "inversion.steps=5", "--eval-seed", "4242", "--seg-set", "postprocess.percentile=98"]) == 0
     s = got["s"]
     assert s.seed == 3 and s.eval_seed == 4242 and s.extra_overrides == ["inversion.lr=0.01", "inversion.steps=5"]
+    assert s.segment_overrides == ["postprocess.percentile=98"]
     assert (tmp_path / "out" / "kt.csv").exists()

@@ -322,3 +322,24 @@ def test_phantom_tables_passes_the_kt_seed_and_overrides(tmp_path, monkeypatch):
     assert s.seed == 3 and s.eval_seed == 4242 and s.extra_overrides == ["inversion.lr=0.01", "inversion.steps=5"]
     assert s.segment_overrides == ["postprocess.percentile=98"]
     assert (tmp_path / "out" / "kt.csv").exists()
+
+
+def test_eval_set_with_a_distractor_adds_it_to_the_same_phantoms():
+    """phantom_eval_set(distractor=...): the same nodule phantoms (masks, cases) with a marker added
+    outside the body; the images differ only around the marker."""
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantom_world import phantom_eval_set
+    from medkt.worlds.phantoms import render_phantom
+    plain = phantom_eval_set("ct", "nodule", 4, seed=4242)
+    mixed = phantom_eval_set("ct", "nodule", 4, seed=4242, distractor="marker")
+    assert np.array_equal(plain.masks, mixed.masks) and plain.cases == mixed.cases
+    from medkt.worlds.phantom_world import phantom_eval_seed
+    rng = np.random.default_rng(phantom_eval_seed("ct", "nodule", 4242))
+    for a, b in zip(plain.images, mixed.images):
+        other = np.random.default_rng()
+        other.bit_generator.state = rng.bit_generator.state
+        render_phantom("ct", "nodule", rng)
+        marker = render_phantom("ct", "marker", other)[1] > 0
+        diff = a != b
+        assert diff.any() and not (diff & ~binary_dilation(marker, iterations=5)).any()
+        assert b[marker].mean() > a[marker].mean() + 40  # a bright spot where the marker is

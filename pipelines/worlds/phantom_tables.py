@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clip-weights", default=None, help="phantom-clip weights file (default: the shipped ones)")
     ap.add_argument("--nodule-prompt", default="description", choices=("description", "name"),
                     help="segmentation prompt of the held-out nodule (phantom_text.HELD_OUT_PROMPTS)")
+    ap.add_argument("--nodule-distractor", default=None, help="a second CT finding in the nodule's phantoms (marker, "
+                                                               "calcification): the name prompt must choose")
     ap.add_argument("--variants", default="paper,name-prompts")
     ap.add_argument("--seed", type=int, default=0, help="KT inversion / fine-tuning and M2IB sampling seed")
     ap.add_argument("--kt-set", action="append", default=[], metavar="KEY=VALUE",
@@ -52,7 +54,8 @@ def main(argv=None) -> int:
     s = PhantomSettings(n_per_modality=args.n, seed=args.seed, kt_lrs=tuple(float(x) for x in args.lrs.split(",")),
                         eval_seed=args.eval_seed, nodule_prompt=args.nodule_prompt,
                         kt_variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
-                        extra_overrides=list(args.kt_set), segment_overrides=list(args.seg_set))
+                        extra_overrides=list(args.kt_set), segment_overrides=list(args.seg_set),
+                        nodule_distractor=args.nodule_distractor)
     rec = RunRecord("phantom-tables", config={**vars(args), "settings": asdict(s)}, seed=s.seed)
     clip, sam = create_model("phantom-clip", weights=args.clip_weights), create_model("phantom-sam")
     md = [f"# Phantom tables\n\n{args.n} phantoms per finding, seed {s.seed}, {args.threads} thread(s).\n"]

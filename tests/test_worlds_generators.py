@@ -192,11 +192,71 @@ def test_optional_findings_join_pretraining_only_when_asked_and_never_name_the_n
     caps = [t for i in range(0, len(data), 2) for _ in range(6) for t in pair_captions(data.cases[i], rng)]
     words = used_words(caps)
     assert "nodule" not in " ".join(caps) and {"small", "round", "bright", "spot"} <= words
-    # they are named, and placed, outside the lung ("beside the right lung", never "in the lung")
-    phrases = [p for f in OPTIONAL_FINDINGS for p in FINDING_PHRASES[f]]
+    # the CT spots are named, and placed, outside the lung ("beside the right lung", never "in the lung")
+    phrases = [p for f in ("calcification", "marker") for p in FINDING_PHRASES[f]]
     assert not any("nodule" in p or "in the lung" in p or "in the {side} lung" in p for p in phrases)
     # the name prompt carries none of the description's words
     assert not ({"small", "round", "bright", "spot"} & used_words([HELD_OUT_PROMPTS["name"]]))
+
+
+def test_optional_cxr_granuloma_is_the_nodule_spot_inside_a_radiograph_lung():
+    """CXR ``granuloma``: a nodule-sized bright spot inside a lung field (never the heart), whose
+    twin differs only around it; captioned with the description's words, never "nodule"."""
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantom_text import FINDING_PHRASES, pair_captions, used_words
+    from medkt.worlds.phantom_world import HELD_OUT, phantom_pair_set, pretraining_mix, world_findings
+    from medkt.worlds.phantoms import counterfactual_set, render_phantom
+    rng = np.random.default_rng(11)
+    for _ in range(8):
+        img, mask, case, parts = render_phantom("cxr", "granuloma", rng, with_parts=True)
+        lung = (parts["right lung"] if case.side == "right" else parts["left lung"]) > 0
+        assert mask.sum() >= 3 and (mask.astype(bool) <= lung).all() and not (mask & parts["heart"]).any()
+        assert case.level in ("upper", "lower")
+    nod = counterfactual_set("ct", "nodule", 6, seed=4)[2].reshape(6, -1).sum(1)
+    ims, twins, masks, cases = counterfactual_set("cxr", "granuloma", 6, seed=4)
+    assert masks.reshape(6, -1).sum(1).max() <= 2 * nod.max()  # nodule-sized
+    for im, tw, m in zip(ims, twins, masks):
+        assert im[m > 0].mean() > tw[m > 0].mean() + 40  # bright on the lung
+        assert not ((im != tw) & ~binary_dilation(m > 0, iterations=5)).any()  # the twin differs only there
+    assert "granuloma" not in world_findings("cxr") and "granuloma" in world_findings("cxr", ("granuloma",))
+    base = pretraining_mix()
+    mix = pretraining_mix(extra=("granuloma", "calcification", "marker"))  # CT spots keep their seeds
+    assert mix[:len(base)] == base and [f for _, f, _ in mix[len(base):]] == ["calcification", "marker", "granuloma"]
+    data = phantom_pair_set(2, seed=3, extra=("granuloma",))
+    assert {c.finding for c in data.cases} == {"effusion", "pneumothorax", "granuloma", "mass", "cyst", "tumour",
+                                               "lesion", None}
+    caps = [t for i in range(0, len(data), 2) for _ in range(6) for t in pair_captions(data.cases[i], rng)]
+    assert HELD_OUT not in " ".join(caps) and not any(HELD_OUT in p for p in FINDING_PHRASES["granuloma"])
+    assert {"small", "round", "bright", "spot", "lung", "granuloma"} <= used_words(caps)
+
+
+def test_optional_ct_lung_findings_are_not_the_nodule():
+    """CT ``atelectasis`` (a thin bright band) and ``ggo`` (a faint round opacity) lie inside one
+    lung and differ from their twins only there; neither is a small round *bright* spot."""
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantom_text import FINDING_PHRASES
+    from medkt.worlds.phantom_world import world_findings
+    from medkt.worlds.phantoms import counterfactual_set, render_phantom
+    nod_ims, _, nod_masks, _ = counterfactual_set("ct", "nodule", 6, seed=4)
+    nod_peak = min(int(im[m > 0].max()) for im, m in zip(nod_ims, nod_masks))  # the faintest nodule's peak
+    for f in ("atelectasis", "ggo"):
+        assert f not in world_findings("ct") and f in world_findings("ct", (f,))
+        assert not any("nodule" in p for p in FINDING_PHRASES[f])
+        rng = np.random.default_rng(11)
+        for _ in range(6):
+            img, mask, case, parts = render_phantom("ct", f, rng, with_parts=True)
+            lung = (parts["right lung"] if case.side == "right" else parts["left lung"]) > 0
+            assert mask.sum() >= 3 and (mask.astype(bool) <= lung).all(), f
+        ims, twins, masks, _ = counterfactual_set("ct", f, 6, seed=4)
+        for im, tw, m in zip(ims, twins, masks):
+            assert im[m > 0].mean() > tw[m > 0].mean() + 15, f  # visible
+            assert not ((im != tw) & ~binary_dilation(m > 0, iterations=5)).any(), f
+            ys, xs = np.nonzero(m)
+            extent = max(np.ptp(ys), np.ptp(xs)) + 1
+            if f == "atelectasis":  # a band: long and thin, never a round spot
+                assert extent >= 2.5 * m.sum() / extent, (extent, m.sum())
+            else:  # round, nodule-sized, but its peak well under any nodule's
+                assert m.sum() <= 2 * nod_masks.reshape(6, -1).sum(1).max() and im[m > 0].max() < nod_peak - 40
 
 
 @pytest.mark.slow
@@ -241,3 +301,45 @@ def test_nodule_row_uses_the_chosen_prompt_and_eval_seed(monkeypatch):
 class _Tiny:
     images = np.zeros((2, 8, 8), np.uint8)
     masks = np.zeros((2, 8, 8), np.uint8)
+
+
+def test_phantom_tables_passes_the_kt_seed_and_overrides(tmp_path, monkeypatch):
+    """pipelines/worlds/phantom_tables.py --seed / --kt-set / --seg-set reach the settings (models stubbed)."""
+    from pathlib import Path
+    import medkt.models
+    import medkt.worlds.phantom_experiments as PE
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "pipelines" / "worlds"))
+    from phantom_tables import main
+    got = {}
+    row = {"dsc": 1.0, "nsd": 1.0, "iou": 1.0, "energy_in_mask": 1.0, "pointing": 0.0, "detection": 50.0,
+           "seen_max_drop": 0.0, "seen_dsc": {"ct": 1.0}}
+    monkeypatch.setattr(medkt.models, "create_model", lambda name, weights=None: name)
+    monkeypatch.setattr(PE, "phantom_kt", lambda s, clip, sam, keep=0: got.update(s=s, clip=clip) or {
+        "results": {"baseline": row}})
+    assert main(["-o", str(tmp_path / "out"), "--only", "kt", "--seed", "3", "--kt-set", "inversion.lr=0.01",
+                 "--kt-set", "inversion.steps=5", "--eval-seed", "4242", "--seg-set", "postprocess.percentile=98"]) == 0
+    s = got["s"]
+    assert s.seed == 3 and s.eval_seed == 4242 and s.extra_overrides == ["inversion.lr=0.01", "inversion.steps=5"]
+    assert s.segment_overrides == ["postprocess.percentile=98"]
+    assert (tmp_path / "out" / "kt.csv").exists()
+
+
+def test_eval_set_with_a_distractor_adds_it_to_the_same_phantoms():
+    """phantom_eval_set(distractor=...): the same nodule phantoms (masks, cases) with a marker added
+    outside the body; the images differ only around the marker."""
+    from scipy.ndimage import binary_dilation
+    from medkt.worlds.phantom_world import phantom_eval_set
+    from medkt.worlds.phantoms import render_phantom
+    plain = phantom_eval_set("ct", "nodule", 4, seed=4242)
+    mixed = phantom_eval_set("ct", "nodule", 4, seed=4242, distractor="marker")
+    assert np.array_equal(plain.masks, mixed.masks) and plain.cases == mixed.cases
+    from medkt.worlds.phantom_world import phantom_eval_seed
+    rng = np.random.default_rng(phantom_eval_seed("ct", "nodule", 4242))
+    for a, b in zip(plain.images, mixed.images):
+        other = np.random.default_rng()
+        other.bit_generator.state = rng.bit_generator.state
+        render_phantom("ct", "nodule", rng)
+        marker = render_phantom("ct", "marker", other)[1] > 0
+        diff = a != b
+        assert diff.any() and not (diff & ~binary_dilation(marker, iterations=5)).any()
+        assert b[marker].mean() > a[marker].mean() + 40  # a bright spot where the marker is

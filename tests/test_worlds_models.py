@@ -63,3 +63,18 @@ def test_phantom_models_load():
         x = torch.rand(1, 3, 64, 64)
         assert clip.encode_image(clip.normalize(x)).shape == (1, 64)
         assert np.isfinite(clip.encode_texts(["a chest ct showing a small round bright nodule"]).numpy()).all()
+
+
+def test_embedding_shift_tells_a_seen_finding_from_a_blind_spot():
+    """phantom_diagnosis.embedding_shift on the shipped phantom-clip: the MRI tumour moves the
+    image embedding (twin cos well below 1, positive margin under its prompt); the held-out CT
+    nodule barely moves it (twin margin +0.001 in docs/worlds.md)."""
+    from medkt.models import create_model
+    from medkt.worlds.phantom_diagnosis import embedding_shift
+    from medkt.worlds.phantom_text import SEGMENT_PROMPTS
+    clip = create_model("phantom-clip")
+    tum = embedding_shift(clip, "mri", "tumour", {"own": SEGMENT_PROMPTS["mri"]}, n=4, seed=4242)
+    nod = embedding_shift(clip, "ct", "nodule", {"name": "a chest ct showing a nodule in the lung"}, n=4, seed=4242)
+    assert tum["twin_cos"] < 0.9 and tum["own"]["margin"] > 0.3
+    assert tum["own"]["margin"] == pytest.approx(tum["own"]["finding"] - tum["own"]["twin"])
+    assert nod["twin_cos"] > 0.95 and abs(nod["name"]["margin"]) < 0.05

@@ -8,6 +8,8 @@
 * :func:`twin_margin` — ``cos(finding image, prompt) − cos(twin, prompt)``: how much of the
   prompt's match comes from the finding itself (≈ 0: the finding is ignored).
 * :func:`diagnose` — both, plus M2IB's pointing game, per modality.
+* :func:`embedding_shift` — cos(finding image, twin) and the margins under several prompts: is
+  the finding seen at all, and which text does it move the image towards?
 
 Maps are on the image grid ``[S, S]`` (bilinear from the ``g × g`` cell grid, as M2IB's).
 """
@@ -53,3 +55,25 @@ def diagnose(model, modality: str, finding: str, prompt: str, n: int = 8, seed: 
     return {"occlusion_pointing": 100.0 * float(np.mean([r["pointing"] for r in rows])),
             "occlusion_in_mask": 100.0 * float(np.nanmean([r["energy_in_mask"] for r in rows])),
             "twin_margin": float(margin.mean())}
+
+
+@torch.no_grad()
+def embedding_shift(model, modality: str, finding: str, prompts: dict, n: int = 12, seed: int = 777) -> dict:
+    """How far a finding moves the image embedding, and towards which prompts.
+
+    ``prompts``: ``{key: text}``.  Returns ``twin_cos`` — mean cos(finding image, its twin) in
+    [-1, 1] (≈ 1: the encoder is blind to the finding, whatever any prompt says) — and per key
+    ``{"finding": mean cos(finding image, text), "twin": mean cos(twin, text), "margin": their
+    difference}``.  A seen finding can have a low ``twin_cos`` and still a margin ≤ 0 under its
+    description: the encoder sees it but reads it as something else (docs/worlds.md, session 24).
+    """
+    from medkt.worlds.phantom_world import phantom_eval_seed
+    from medkt.worlds.phantoms import counterfactual_set
+    ims, twins, _, _ = counterfactual_set(modality, finding, n, phantom_eval_seed(modality, finding, seed))
+    a, b = _embed(model, ims).float(), _embed(model, twins).float()
+    out = {"twin_cos": float((a * b).sum(1).mean())}
+    for key, p in prompts.items():
+        t = model.encode_texts([p], normalize=True).float()
+        fa, fb = float((a @ t.t()).mean()), float((b @ t.t()).mean())
+        out[key] = {"finding": fa, "twin": fb, "margin": fa - fb}
+    return out

@@ -54,6 +54,7 @@ class PhantomSettings:
     images_per_concept: int = 10
     extra_overrides: list = field(default_factory=list)  # transfer-config overrides for every KT run
     nodule_prompt: str = "description"  # key of phantom_text.HELD_OUT_PROMPTS: the nodule row's segmentation prompt
+    nodule_distractor: str | None = None  # a second CT finding in the nodule's phantoms (phantom_eval_set)
 
 
 def segment_config(s: PhantomSettings):
@@ -160,7 +161,7 @@ def phantom_kt(s: PhantomSettings | None = None, model=None, sam_model=None, kee
     t0 = time.time()
     inv = invert(model, concept, load_transfer_config(overrides=base_ov).inversion, seed=s.seed, progress=False)
     t_inv = time.time() - t0
-    data = phantom_eval_set("ct", HELD_OUT, s.n_per_modality, s.eval_seed)
+    data = phantom_eval_set("ct", HELD_OUT, s.n_per_modality, s.eval_seed, distractor=s.nodule_distractor)
     rows = {"baseline": _nodule_row(model, sam_model, data, s, keep)}
     base = rows["baseline"]
 

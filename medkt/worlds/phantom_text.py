@@ -3,9 +3,10 @@
 Captions combine a modality phrase with a finding phrase (or a normal phrase), with
 side / level words from the :class:`~medkt.worlds.phantoms.PhantomCase`.  The vocabulary is
 shared across findings on purpose: "small round bright" is learnt from MRI lesions (and,
-when the CT ``calcification`` is in pretraining, from CT spots outside the lungs), "lung"
-from CT and CXR, so a held-out finding (``nodule``, never named in pretraining text) can be
-described with known words — the premise of Knowledge Transfer.
+when the optional findings are in pretraining, from CT spots outside the lungs and, with the
+CXR ``granuloma``, "small round bright spot in the lung" on radiographs), "lung" from CT and
+CXR, so a held-out finding (``nodule``, never named in pretraining text) can be described
+with known words — the premise of Knowledge Transfer.
 """
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ FINDING_PHRASES = {
                       "a small round bright spot beside the {side} lung", "a calcification in the {level}"),
     "marker": ("a small round bright skin marker on the {level} chest wall",
                "a small round bright spot outside the {side} chest wall", "a skin marker"),
+    "atelectasis": ("a thin bright band of plate-like atelectasis in the {side} {level} lung",
+                    "a linear bright band in the {side} lung", "plate-like atelectasis"),
+    "ggo": ("a small round hazy ground-glass opacity in the {side} {level} lung",
+            "a small round faint opacity in the {side} lung", "a ground-glass opacity"),
+    "granuloma": ("a small round bright calcified granuloma in the {side} {level} lung",
+                  "a small round bright spot in the {side} lung", "a calcified granuloma in the {side} lung"),
     "effusion": ("a {side} pleural effusion", "dependent pleural fluid at the {side} lung base",
                  "a layering pleural effusion with a meniscus"),
     "pneumothorax": ("a {side} pneumothorax", "a dark area of air without lung markings at the {side} apex",
@@ -51,6 +58,9 @@ DESCRIPTIONS = {
     "effusion": "dependent pleural fluid at the lung base",
     "calcification": "a small round bright spot in the chest wall or mediastinum",
     "marker": "a small round bright spot outside the chest wall",
+    "atelectasis": "a thin bright band in the lung",
+    "ggo": "a small round faint hazy opacity in the lung",
+    "granuloma": "a small round bright calcified granuloma in the lung",
     "pneumothorax": "a dark area of air without lung markings at the apex",
     "mass": "an irregular hypoechoic mass with posterior acoustic shadowing",
     "tumour": "an irregular bright tumour surrounded by oedema",

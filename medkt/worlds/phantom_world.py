@@ -30,7 +30,7 @@ class PhantomSet:
 
 # Findings that join pretraining only when asked for (``extra=``); they come last in the mix, so
 # the other kinds keep their generator seeds (and the recipe without them its exact data).
-OPTIONAL_FINDINGS = ("calcification", "marker")
+OPTIONAL_FINDINGS = ("calcification", "marker", "atelectasis", "ggo", "granuloma")
 
 
 def world_findings(modality: str, extra: tuple = ()) -> tuple[str, ...]:
@@ -95,10 +95,28 @@ def phantom_pair_set(n_pairs: int = 1000, seed: int = 3, held_out: str | None = 
 
 
 def phantom_eval_set(modality: str, finding: str | None, n: int = 24, seed: int = 777,
-                     size: int = IMAGE_SIZE) -> PhantomSet:
-    """Evaluation phantoms (seeds disjoint from pretraining)."""
-    i, m, c = phantom_set(modality, finding, n, phantom_eval_seed(modality, finding, seed), size)
-    return PhantomSet(i, m, c)
+                     size: int = IMAGE_SIZE, distractor: str | None = None) -> PhantomSet:
+    """Evaluation phantoms (seeds disjoint from pretraining).
+
+    ``distractor``: a second finding of the same modality (e.g. CT ``marker``) added to the same
+    phantoms — the images are ``finding + distractor − normal twin`` (all three share anatomy,
+    deformation and noise), clipped to [0, 1]; masks and cases stay the target finding's.
+    """
+    eval_seed = phantom_eval_seed(modality, finding, seed)
+    if distractor is None:
+        return PhantomSet(*phantom_set(modality, finding, n, eval_seed, size))
+    from medkt.worlds.phantoms import render_phantom
+    rng = np.random.default_rng(eval_seed)
+    ims, masks, cases = [], [], []
+    for _ in range(n):
+        other = np.random.default_rng()
+        other.bit_generator.state = rng.bit_generator.state  # the same phantom, another finding
+        img, mask, case, normal = render_phantom(modality, finding, rng, size, twin=True)
+        extra = render_phantom(modality, distractor, other, size)[0]
+        ims.append((np.clip(img + extra - normal, 0, 1) * 255).round().astype(np.uint8))
+        masks.append(mask)
+        cases.append(case)
+    return PhantomSet(np.stack(ims), np.stack(masks), cases)
 
 
 def phantom_eval_seed(modality: str, finding: str | None, seed: int = 777) -> int:

@@ -9,9 +9,12 @@ Modalities (:data:`MODALITIES`) and findings (:data:`FINDINGS`):
   round bright spot of the nodule's size, contrast and shape *outside* the lungs: in the chest
   wall or the mediastinum; it gives CT pretraining the nodule's visual parts under another
   name); ``marker`` (the same spot as a radiopaque skin marker on the dark air just outside
-  the body).
+  the body); ``atelectasis`` (a thin bright band inside a lung) and ``ggo`` (a small round
+  *faint* ground-glass opacity inside a lung; both :mod:`medkt.worlds.phantom_spots`).
 * ``cxr`` — frontal chest X-ray: lungs with markings, ribs, heart; finding
-  ``pneumothorax`` (dark rim of air without lung markings, thin pleural line).
+  ``pneumothorax`` (dark rim of air without lung markings, thin pleural line); optional
+  ``granuloma`` (the nodule's small round bright spot inside a lung field,
+  :mod:`medkt.worlds.phantom_spots`).
 * ``us`` — breast ultrasound, speckle: finding ``mass`` (irregular hypoechoic mass with
   posterior acoustic shadowing) and ``cyst`` (round anechoic, posterior enhancement).
 * ``mri`` — axial brain MRI: finding ``tumour`` (irregular bright mass surrounded by
@@ -34,9 +37,10 @@ from dataclasses import dataclass
 import numpy as np
 
 MODALITIES = ("ct", "cxr", "us", "mri")
-# CT's calcification and marker are optional (phantom_world.OPTIONAL_FINDINGS): off in the default pretraining.
-FINDINGS = {"ct": ("nodule", "effusion", "calcification", "marker"), "cxr": ("pneumothorax",),
-            "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
+# CT's calcification / marker / atelectasis / ggo and CXR's granuloma are optional (off by default;
+# phantom_world.OPTIONAL_FINDINGS).  New findings go last: phantom_eval_seed indexes this order.
+FINDINGS = {"ct": ("nodule", "effusion", "calcification", "marker", "atelectasis", "ggo"),
+            "cxr": ("pneumothorax", "granuloma"), "us": ("mass", "cyst"), "mri": ("tumour", "lesion")}
 # The seen finding each modality is segmented for (CT's nodule is the held-out KT target).
 TARGET_FINDING = {"ct": "effusion", "cxr": "pneumothorax", "us": "mass", "mri": "tumour"}
 
@@ -147,6 +151,13 @@ def _ct(rng, frng, s, finding):
         mask = m.astype(np.uint8)
         case = PhantomCase("ct", "marker", ("right", "left")[int(x[m].mean() > 0)],
                            "anterior" if y[m].mean() < 0 else "posterior")
+    elif finding in ("atelectasis", "ggo"):  # a bright band / a faint round opacity in a lung (phantom_spots)
+        from medkt.worlds.phantom_spots import ct_atelectasis, ct_ground_glass
+        m, value, side, level = (ct_atelectasis if finding == "atelectasis" else ct_ground_glass)(x, y, s, frng,
+                                                                                                    lungs, heart)
+        img[m] = value
+        mask = m.astype(np.uint8)
+        case = PhantomCase("ct", finding, ("right", "left")[side], ("upper", "lower")[level])
     return img, mask, case, parts
 
 
@@ -205,6 +216,12 @@ def _cxr(rng, frng, s, finding):
         img[edge & lung] = 0.45  # pleural line
         mask = ptx.astype(np.uint8)
         case = PhantomCase("cxr", "pneumothorax", ("right", "left")[side], "apex")
+    elif finding == "granuloma":  # the nodule's spot in a radiograph's lung field (phantom_spots)
+        from medkt.worlds.phantom_spots import cxr_granuloma
+        m, value, side, level = cxr_granuloma(x, y, s, frng, lungs, heart)
+        img[m] = value
+        mask = m.astype(np.uint8)
+        case = PhantomCase("cxr", "granuloma", ("right", "left")[side], ("upper", "lower")[level])
     return img, mask, case, parts
 
 

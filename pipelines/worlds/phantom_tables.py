@@ -1,7 +1,7 @@
 """Recipe: the phantom segmentation tables (goals, diagnosis, Table 4 and Table 7 in miniature).
 
     python pipelines/worlds/phantom_tables.py -o OUT [--n 24] [--only goals,diagnosis,kt,ablation]
-                                              [--val] [--threads 1]
+                                              [--val] [--threads 1] [--seed 0] [--kt-set K=V] [--seg-set K=V]
 
 * ``goals``: the pipeline on the four seen findings (DSC / NSD / IoU / saliency in GT / pointing);
 * ``diagnosis``: counterfactual-occlusion pointing and twin margin (medkt.worlds.phantom_diagnosis);
@@ -31,7 +31,14 @@ def main(argv=None) -> int:
     ap.add_argument("--clip-weights", default=None, help="phantom-clip weights file (default: the shipped ones)")
     ap.add_argument("--nodule-prompt", default="description", choices=("description", "name"),
                     help="segmentation prompt of the held-out nodule (phantom_text.HELD_OUT_PROMPTS)")
+    ap.add_argument("--nodule-distractor", default=None, help="a second CT finding in the nodule's phantoms (marker, "
+                                                               "calcification): the name prompt must choose")
     ap.add_argument("--variants", default="paper,name-prompts")
+    ap.add_argument("--seed", type=int, default=0, help="KT inversion / fine-tuning and M2IB sampling seed")
+    ap.add_argument("--kt-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="transfer-config override for every KT run (repeatable), e.g. inversion.lr=0.01")
+    ap.add_argument("--seg-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="segment-config override for every table (repeatable), e.g. postprocess.percentile=98")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
 
@@ -44,9 +51,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = prepare_output_dir(args.output, overwrite=args.overwrite)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
-    s = PhantomSettings(n_per_modality=args.n, kt_lrs=tuple(float(x) for x in args.lrs.split(",")),
+    s = PhantomSettings(n_per_modality=args.n, seed=args.seed, kt_lrs=tuple(float(x) for x in args.lrs.split(",")),
                         eval_seed=args.eval_seed, nodule_prompt=args.nodule_prompt,
-                        kt_variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
+                        kt_variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+                        extra_overrides=list(args.kt_set), segment_overrides=list(args.seg_set),
+                        nodule_distractor=args.nodule_distractor)
     rec = RunRecord("phantom-tables", config={**vars(args), "settings": asdict(s)}, seed=s.seed)
     clip, sam = create_model("phantom-clip", weights=args.clip_weights), create_model("phantom-sam")
     md = [f"# Phantom tables\n\n{args.n} phantoms per finding, seed {s.seed}, {args.threads} thread(s).\n"]

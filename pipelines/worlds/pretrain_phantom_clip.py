@@ -1,6 +1,6 @@
 """Recipe: pretrain ``phantom-clip`` on the medical phantoms (finding ``nodule`` held out).
 
-    python pipelines/worlds/pretrain_phantom_clip.py [--out medkt/assets/worlds] [--steps N] [--extra calcification]
+    python pipelines/worlds/pretrain_phantom_clip.py [--out medkt/assets/worlds] [--steps N] [--extra calcification,granuloma]
 
 Counterfactual pairs (default): every training phantom with a finding shares its batch with
 its normal twin (same anatomy, deformation and noise), and their captions differ only in
@@ -28,8 +28,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--per-kind", type=int, default=300, help="pairs per seen finding (unpaired: images per kind)")
     ap.add_argument("--unpaired", action="store_true", help="original recipe: no counterfactual pairs")
-    ap.add_argument("--extra", default="", help="optional seen findings, comma-separated (e.g. calcification: "
-                                                "CT spots outside the lungs that share the held-out nodule's looks)")
+    ap.add_argument("--extra", default="", help="optional seen findings, comma-separated (phantom_world."
+                                                "OPTIONAL_FINDINGS: calcification, marker, atelectasis, ggo, granuloma)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-every", type=int, default=400)
     ap.add_argument("--config-dir", default=None, help="extra open_clip model-config folder (arch experiments)")

@@ -106,3 +106,20 @@ def test_open_clip_wrapper_is_removed_after_an_error():
         assert factory.load_checkpoint is not original
         raise ValueError("boom")
     assert factory.load_checkpoint is original
+
+
+@pytest.mark.parametrize("name, released", [("w.pt", True), ("w.safetensors", True), ("w.npz", False)])
+def test_open_clip_wrapper_releases_only_for_state_dict_files(monkeypatch, name, released):
+    """big_vision ``.npz`` weights are copied into the parameters by open_clip: never released."""
+    import open_clip.factory as factory
+    seen = []
+
+    def spy(model, path, strict=True, *args, **kwargs):
+        seen.append(all(p.is_meta for p in model.parameters()))
+
+    monkeypatch.setattr(factory, "load_checkpoint", spy)
+    net = _net(0)
+    with open_clip_one_copy_loads():
+        factory.load_checkpoint(net, name, strict=True)
+        factory.load_checkpoint(_net(0), name, strict=False)
+    assert seen == [released, False]

@@ -21,6 +21,7 @@ import ctypes.util
 import functools
 import sys
 import threading
+from pathlib import Path
 
 
 @functools.lru_cache(maxsize=1)
@@ -101,8 +102,9 @@ def open_clip_one_copy_loads():
     parameters, so both copies are resident at once.  Within this context its
     ``load_checkpoint`` first releases the random init (:func:`release_parameters`) and the
     state dict's tensors become the parameters (``assign=True``); open_clip's own key
-    conversions run unchanged.  Non-strict loads and models the release declines load as
-    before.  Contexts in several threads take turns (the wrapper is module-global).
+    conversions run unchanged.  Non-strict loads, big_vision ``.npz`` files and models the
+    release declines load as before.  Contexts in several threads take turns (the wrapper is
+    module-global).
     """
     try:
         import open_clip.factory as factory
@@ -112,7 +114,9 @@ def open_clip_one_copy_loads():
         return
 
     def load_checkpoint(model, checkpoint_path, strict=True, *args, **kwargs):
-        dtypes = release_parameters(model) if strict else None
+        # big_vision .npz weights are copied into the parameters by open_clip itself: keep them
+        in_place = strict and Path(str(checkpoint_path)).suffix not in (".npz", ".npy")
+        dtypes = release_parameters(model) if in_place else None
         if dtypes is None:
             return original(model, checkpoint_path, strict, *args, **kwargs)
         model.load_state_dict = functools.partial(type(model).load_state_dict, model, assign=True)

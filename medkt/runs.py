@@ -186,6 +186,21 @@ def environment_info() -> dict:
     return info
 
 
+def process_resources() -> dict:
+    """This process's peak resident memory so far (MiB) and CPU seconds (all threads).
+
+    The peak covers the whole process (in a long Python session, every run before this one
+    too); ``None`` where the platform has no ``resource`` module (Windows).
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return {"peak_rss_mib": None, "cpu_s": round(time.process_time(), 2)}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peak_mib = peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return {"peak_rss_mib": round(peak_mib, 1), "cpu_s": round(time.process_time(), 2)}
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed ``random``, NumPy and torch; request deterministic kernels (CPU paths are exact)."""
     random.seed(seed)
@@ -275,7 +290,8 @@ class RunRecord:
         cases, failures = self.cases, self.failures
         d = {"command": self.command, "started": self.started, "argv": sys.argv,
              "seed": self.seed, "config": self.config, "weights": self.weights, "environment": self._env,
-             "timings": {**self.timings, "total_s": time.perf_counter() - self._t0}}
+             "timings": {**self.timings, "total_s": time.perf_counter() - self._t0},
+             "resources": process_resources()}
         if self._journal is not None:
             invocations, merged = self._journal.fold()
             if self._journal.case_ids:

@@ -84,6 +84,10 @@ def test_cli_dicom_ct_small(dicom_dir, tmp_path):
     assert run["config"]["window"] == "lung" and run["prompt"] == "a lung nodule"
     stages = {"read_s", "prepare_s", "m2ib_s", "postprocess_s", "sam_encode_s", "sam_decode_s", "write_s"}
     assert stages <= set(run["timings"])
+    import resource
+    now_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    assert 100 < run["resources"]["peak_rss_mib"] <= now_mib + 0.1  # torch alone is > 100 MiB
+    assert 0 < run["resources"]["cpu_s"]
     row = _rows(out)[0]
     assert row["status"] == "ok" and stages <= set(row) and all(float(row[s]) >= 0 for s in stages)
     assert stages <= set(run["cases"][0])

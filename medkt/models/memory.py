@@ -108,8 +108,9 @@ def open_clip_one_copy_loads():
     """
     try:
         import open_clip.factory as factory
-        original = factory.load_checkpoint
-    except (ImportError, AttributeError):
+    except ImportError:
+        factory = None
+    if getattr(factory, "load_checkpoint", None) is None:  # no open_clip, or one without the hook
         yield
         return
 
